@@ -1,0 +1,114 @@
+"""Every failure the service reports: one base class with a public message, one subclass per kind.
+
+The class name is the stable error type: HTTP callers see it in ``{"error": {"type": ...}}`` and direct
+invokers (Step Functions) see it as the Lambda ``errorType`` they match in ``ErrorEquals``.
+"""
+
+from __future__ import annotations
+
+
+class RerankerError(Exception):
+    """Base of every error we raise on purpose; ``public_message`` is safe to show a caller."""
+
+    http_status = 500
+
+    def __init__(self, public_message: str) -> None:
+        super().__init__(public_message)
+        self.public_message = public_message
+
+    @property
+    def error_type(self) -> str:
+        return type(self).__name__
+
+
+# --- the caller's fault (4xx) -------------------------------------------------------------------
+
+
+class InvalidRequest(RerankerError):
+    """Malformed JSON, wrong types, missing or empty fields, bad top_k."""
+
+    http_status = 400
+
+
+class Unauthorized(RerankerError):
+    """Missing or wrong bearer token."""
+
+    http_status = 401
+
+
+class RouteNotFound(RerankerError):
+    http_status = 404
+
+
+class MethodNotAllowed(RerankerError):
+    http_status = 405
+
+    def __init__(self, public_message: str, allowed: tuple[str, ...] = ()) -> None:
+        super().__init__(public_message)
+        self.allowed = allowed
+
+
+class PayloadTooLarge(RerankerError):
+    """Too many passages or too much text for the configured limits."""
+
+    http_status = 413
+
+
+class UnsupportedMediaType(RerankerError):
+    http_status = 415
+
+
+# --- the model (init-time, 5xx) ------------------------------------------------------------------
+
+
+class ModelUnavailable(RerankerError):
+    """The model could not be found, fetched, verified or loaded."""
+
+    http_status = 503
+
+
+class ModelNotConfigured(ModelUnavailable):
+    """No model source is configured, or the configured one does not exist."""
+
+
+class ModelFileInvalid(ModelUnavailable):
+    """A file of the model directory is missing or malformed; the message names the file."""
+
+
+class ModelObjectMissing(ModelUnavailable):
+    """The S3 object (or bucket) of MODEL_S3_URI does not exist."""
+
+
+class ModelAccessDenied(ModelUnavailable):
+    """The function's role may not read the S3 object."""
+
+
+class ModelChecksumMismatch(ModelUnavailable):
+    """The downloaded archive's sha256 is not MODEL_SHA256."""
+
+
+class UnsafeModelArchive(ModelUnavailable):
+    """The archive has absolute paths, '..', links, too many files or too many bytes."""
+
+
+class ModelCacheNoSpace(ModelUnavailable):
+    """Not enough free space under the cache root (/tmp) for the model."""
+
+
+class ModelDownloadFailed(ModelUnavailable):
+    """S3 kept failing after botocore's retries (throttling, 5xx, network)."""
+
+
+# --- serving (5xx) -------------------------------------------------------------------------------
+
+
+class DeadlineExceeded(RerankerError):
+    """The invocation ran out of time before every passage was scored (DEADLINE_POLICY=error)."""
+
+    http_status = 504
+
+
+class InternalError(RerankerError):
+    """A fault of ours; details go to the logs, never to the caller."""
+
+    http_status = 500
