@@ -1,0 +1,80 @@
+"""Deterministic MS MARCO-like (query, passages) requests for calibration, parity tests and benchmarks."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+VOCAB_FILE = Path(__file__).parent / "tokenizer" / "vocab.txt"
+
+# Text a real RAG corpus carries beside plain English: accents, CJK, RTL, emoji, ZWJ sequences, symbols.
+EXOTIC_SNIPPETS = (
+    "café naïve résumé",
+    "東京の天気は晴れ",
+    "Привет, как дела?",
+    "مرحبا بالعالم",
+    "🤖🚀 emoji 👩‍👩‍👧 family",
+    "∑ x² ≤ ∞ — ok",
+    "tab\tand\nnewline",
+    "   ",
+    "ℌ𝔢𝔩𝔩𝔬 math letters",
+)
+
+
+@dataclass(frozen=True)
+class SyntheticRequest:
+    query: str
+    passages: tuple[str, ...]
+
+
+def load_words() -> list[str]:
+    """Whole alphabetic words of the BERT uncased vocabulary (no subword pieces, no specials)."""
+    words = []
+    for line in VOCAB_FILE.read_text(encoding="utf-8").splitlines():
+        if line.isascii() and line.isalpha() and len(line) > 2:
+            words.append(line)
+    return words
+
+
+class CorpusGenerator:
+    """Queries of 3-10 words; passages whose token lengths follow an MS MARCO-like mix.
+
+    About 10 % of passages are long enough to be truncated at 512 tokens; some share query words so that
+    scores depend on the pair, some are empty or carry unicode and emoji.
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        self._random = random.Random(seed)
+        self._words = load_words()
+
+    def _words_of(self, count: int) -> list[str]:
+        return [self._random.choice(self._words) for _ in range(count)]
+
+    def query(self) -> str:
+        return " ".join(self._words_of(self._random.randint(3, 10)))
+
+    def passage(self, query: str) -> str:
+        draw = self._random.random()
+        if draw < 0.03:
+            return ""
+        if draw < 0.13:
+            length = self._random.randint(450, 900)  # truncated at 512 tokens
+        elif draw < 0.45:
+            length = self._random.randint(80, 200)
+        else:
+            length = self._random.randint(20, 80)
+        words = self._words_of(length)
+        query_words = query.split()
+        for _ in range(self._random.randint(0, 4)):
+            words[self._random.randrange(len(words))] = self._random.choice(query_words)
+        if self._random.random() < 0.15:
+            words.insert(self._random.randrange(len(words) + 1), self._random.choice(EXOTIC_SNIPPETS))
+        return " ".join(words)
+
+    def request(self, passages: int) -> SyntheticRequest:
+        query = self.query()
+        return SyntheticRequest(query, tuple(self.passage(query) for _ in range(passages)))
+
+    def requests(self, count: int, min_passages: int = 1, max_passages: int = 100) -> list[SyntheticRequest]:
+        return [self.request(self._random.randint(min_passages, max_passages)) for _ in range(count)]
