@@ -71,7 +71,6 @@ class _Pending:
 class _Accumulator:
     scores: list[float | None]
     windows: int = 0
-    stopped: bool = False
     seconds: float = 0.0
     best: dict[int, float] = field(default_factory=dict)
     runs_scored: dict[int, int] = field(default_factory=dict)
@@ -185,6 +184,7 @@ class CrossEncoder:
         self._session = session
         self._tokenizer = tokenizer
         self._pad_id = pad_id
+        self._whole_passage_tokenizer: Tokenizer | None = None
         self._input_names = frozenset(node.name for node in session.get_inputs())
         self._max_length = tokenizer.truncation["max_length"] if tokenizer.truncation else options.max_length
         # int8 models must run each pair alone: grouping makes a score depend on its batch neighbours.
@@ -242,20 +242,8 @@ class CrossEncoder:
         """Score every passage against the query; stop early (leaving None) once should_stop() is true."""
         if not passages:
             return ScoreReport(scores=[])
-        mode = long_documents or self.options.long_documents
         started = time.perf_counter()
-        encodings = self._tokenizer.encode_batch([(query, passage) for passage in passages])
-        pending = [
-            _Pending(index, encoding.ids, encoding.type_ids) for index, encoding in enumerate(encodings)
-        ]
-        overflowing = [index for index, encoding in enumerate(encodings) if encoding.overflowing]
-        truncated = len(overflowing)
-        if mode == "window" and overflowing:
-            window_runs, truncated = self._windows(
-                query, [passages[index] for index in overflowing], overflowing
-            )
-            long_passages = set(overflowing)
-            pending = [run for run in pending if run.passage not in long_passages] + window_runs
+        pending, truncated = self._encode(query, passages, long_documents or self.options.long_documents)
         tokenize_seconds = time.perf_counter() - started
 
         accumulator = _Accumulator(scores=[None] * len(passages))
@@ -276,6 +264,19 @@ class CrossEncoder:
             inference_seconds=accumulator.seconds,
         )
 
+    def _encode(self, query: str, passages: Sequence[str], mode: LongDocuments) -> tuple[list[_Pending], int]:
+        """The model runs to make, and how many passages do not fit in them whole."""
+        encodings = self._tokenizer.encode_batch([(query, passage) for passage in passages])
+        pending = [
+            _Pending(index, encoding.ids, encoding.type_ids) for index, encoding in enumerate(encodings)
+        ]
+        overflowing = [index for index, encoding in enumerate(encodings) if encoding.overflowing]
+        if mode == "truncate" or not overflowing:
+            return pending, len(overflowing)
+        window_runs, cut = self._windows(query, [passages[index] for index in overflowing], overflowing)
+        long_passages = set(overflowing)
+        return [run for run in pending if run.passage not in long_passages] + window_runs, cut
+
     def _windows(self, query: str, passages: list[str], indices: list[int]) -> tuple[list[_Pending], int]:
         """Overlapping windows of each long passage that fit beside the query; returns runs and cut count."""
         options = self.options
@@ -285,7 +286,7 @@ class CrossEncoder:
         step = max(1, room - min(options.window_overlap_tokens, room // 2))
         runs: list[_Pending] = []
         cut = 0
-        passage_encodings = self._tokenizer.encode_batch(passages, add_special_tokens=False)
+        passage_encodings = self._untruncated_tokenizer().encode_batch(passages, add_special_tokens=False)
         head = [cls_id, *query_ids, sep_id]
         for index, encoding in zip(indices, passage_encodings, strict=True):
             tokens = encoding.ids
@@ -298,6 +299,14 @@ class CrossEncoder:
                 ids = [*head, *window, sep_id]
                 runs.append(_Pending(index, ids, [0] * len(head) + [1] * (len(window) + 1)))
         return runs, cut
+
+    def _untruncated_tokenizer(self) -> Tokenizer:
+        """A copy of the tokenizer that keeps every token of a passage, made the first time it is needed."""
+        if self._whole_passage_tokenizer is None:
+            copy = Tokenizer.from_str(self._tokenizer.to_str())
+            copy.no_truncation()
+            self._whole_passage_tokenizer = copy
+        return self._whole_passage_tokenizer
 
     def _special_id(self, token: str) -> int:
         token_id = self._tokenizer.token_to_id(token)
@@ -338,7 +347,6 @@ class CrossEncoder:
         started = time.perf_counter()
         for batch in self._batches(pending):
             if should_stop is not None and should_stop():
-                accumulator.stopped = True
                 break
             logits = self._session.run(None, self._feed(batch))[0]
             for run, score in zip(batch, logits_to_scores(np.asarray(logits)), strict=True):

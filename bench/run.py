@@ -1,0 +1,286 @@
+"""Benchmark the engine against FlashRank and the zero-padding lower bound, side by side in one run.
+
+    ./dev bench                       the full run (a few minutes on 2 cores)
+    ./dev bench --quick               fewer trials, for a smoke check
+    ./dev bench --plot bench/out/latency.png --json bench/out/results.json
+
+Warm latency: for each request size the three contenders run the same request in rotating order, so
+machine noise hits them alike. The lower bound is the pure onnxruntime time of every pair run alone, already
+tokenized, with no padding at all. Cold start and peak RSS are measured in fresh processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO / "handler"), str(REPO)]
+
+from flashrank import Ranker, RerankRequest  # noqa: E402
+
+from reranker.engine import CrossEncoder, EngineOptions  # noqa: E402
+from tools.fixture_model.corpus import CorpusGenerator, SyntheticRequest  # noqa: E402
+
+MODEL_NAME = "ms-marco-TinyBERT-L-2-v2"
+SIZES = (10, 20, 50, 100)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+class LowerBound:
+    """Each pair alone through onnxruntime, pre-tokenized: no padding, no Python around it."""
+
+    def __init__(self, encoder: CrossEncoder) -> None:
+        self._encoder = encoder
+
+    def prepare(self, request: SyntheticRequest) -> list[dict[str, np.ndarray]]:
+        pending, _ = self._encoder._encode(request.query, request.passages, "truncate")
+        return [self._encoder._feed([run]) for run in pending]
+
+    def run(self, feeds: list[dict[str, np.ndarray]]) -> float:
+        session = self._encoder._session
+        started = time.perf_counter()
+        for feed in feeds:
+            session.run(None, feed)
+        return time.perf_counter() - started
+
+
+def warm_latency(model_dir: Path, threads: int, trials: int, seed: int) -> dict[int, dict[str, list[float]]]:
+    encoder = CrossEncoder.load(model_dir, EngineOptions(intra_op_threads=threads))
+    ranker = Ranker(model_name=MODEL_NAME, cache_dir=str(model_dir.parent), log_level="WARNING")
+    bound = LowerBound(encoder)
+    corpus = CorpusGenerator(seed=seed)
+    results: dict[int, dict[str, list[float]]] = {}
+    for size in SIZES:
+        timings: dict[str, list[float]] = {"ours": [], "flashrank": [], "lower_bound": []}
+        requests = [corpus.request(size) for _ in range(trials)]
+
+        def ours(request: SyntheticRequest) -> float:
+            started = time.perf_counter()
+            encoder.score(request.query, request.passages)
+            return time.perf_counter() - started
+
+        def flashrank(request: SyntheticRequest) -> float:
+            passages = [{"id": index, "text": text} for index, text in enumerate(request.passages)]
+            started = time.perf_counter()
+            ranker.rerank(RerankRequest(query=request.query, passages=passages))
+            return time.perf_counter() - started
+
+        def lower_bound(request: SyntheticRequest) -> float:
+            return bound.run(bound.prepare(request))
+
+        contenders: list[tuple[str, Callable[[SyntheticRequest], float]]] = [
+            ("ours", ours),
+            ("flashrank", flashrank),
+            ("lower_bound", lower_bound),
+        ]
+        for name, contender in contenders:  # warm-up: arenas, caches, thread pools
+            contender(requests[0])
+            del name
+        for trial, request in enumerate(requests):
+            rotation = contenders[trial % 3 :] + contenders[: trial % 3]
+            for name, contender in rotation:
+                timings[name].append(contender(request))
+        results[size] = timings
+    return results
+
+
+COLD_START_OURS = """
+import time, sys, json
+started = time.perf_counter()
+sys.path[:0] = [{handler!r}, {repo!r}]
+from pathlib import Path
+from reranker.engine import CrossEncoder, EngineOptions
+encoder = CrossEncoder.load(Path({model!r}), EngineOptions(intra_op_threads={threads}))
+from tools.fixture_model.corpus import CorpusGenerator
+request = CorpusGenerator(seed=1).request(10)
+loaded = time.perf_counter()
+encoder.score(request.query, request.passages)
+print(json.dumps({{"total": time.perf_counter() - started, "first_answer": time.perf_counter() - loaded}}))
+"""
+
+COLD_START_FLASHRANK = """
+import time, sys, json
+started = time.perf_counter()
+sys.path[:0] = [{repo!r}]
+from flashrank import Ranker, RerankRequest
+ranker = Ranker(model_name={name!r}, cache_dir={cache!r}, log_level="WARNING")
+from tools.fixture_model.corpus import CorpusGenerator
+request = CorpusGenerator(seed=1).request(10)
+loaded = time.perf_counter()
+ranker.rerank(RerankRequest(query=request.query, passages=[{{"id": i, "text": t}} for i, t in enumerate(request.passages)]))
+print(json.dumps({{"total": time.perf_counter() - started, "first_answer": time.perf_counter() - loaded}}))
+"""
+
+PEAK_RSS = """
+import sys, json
+sys.path[:0] = [{handler!r}, {repo!r}]
+from pathlib import Path
+from tools.fixture_model.corpus import CorpusGenerator
+requests = CorpusGenerator(seed=3).requests(20, min_passages=100, max_passages=100)
+def peak_mib():
+    # VmHWM, not ru_maxrss: a child inherits its parent's ru_maxrss across fork + exec.
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+if {flashrank!r}:
+    from flashrank import Ranker, RerankRequest
+    ranker = Ranker(model_name={name!r}, cache_dir={cache!r}, log_level="WARNING")
+    def rerank(request):
+        ranker.rerank(RerankRequest(query=request.query, passages=[{{"id": i, "text": t}} for i, t in enumerate(request.passages)]))
+else:
+    from reranker.engine import CrossEncoder, EngineOptions
+    encoder = CrossEncoder.load(Path({model!r}), EngineOptions(intra_op_threads={threads}))
+    def rerank(request):
+        encoder.score(request.query, request.passages)
+loaded = peak_mib()
+rerank(requests[0])
+after_one = peak_mib()
+for request in requests[1:]:
+    rerank(request)
+print(json.dumps({{"loaded": loaded, "after_1": after_one, "after_20": peak_mib()}}))
+"""
+
+
+def fresh_process(code: str) -> dict[str, float]:
+    environment = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=environment, timeout=300
+    )
+    result: dict[str, float] = json.loads(output.stdout.strip().splitlines()[-1])
+    return result
+
+
+def cold_starts(model_dir: Path, threads: int, runs: int) -> dict[str, list[dict[str, float]]]:
+    template_values = {
+        "handler": str(REPO / "handler"),
+        "repo": str(REPO),
+        "model": str(model_dir),
+        "threads": threads,
+        "name": MODEL_NAME,
+        "cache": str(model_dir.parent),
+    }
+    results: dict[str, list[dict[str, float]]] = {"ours": [], "flashrank": []}
+    for _ in range(runs):
+        results["ours"].append(fresh_process(COLD_START_OURS.format(**template_values)))
+        results["flashrank"].append(fresh_process(COLD_START_FLASHRANK.format(**template_values)))
+    return results
+
+
+def peak_rss(model_dir: Path, threads: int) -> dict[str, dict[str, float]]:
+    values = {
+        "handler": str(REPO / "handler"),
+        "repo": str(REPO),
+        "model": str(model_dir),
+        "threads": threads,
+        "name": MODEL_NAME,
+        "cache": str(model_dir.parent),
+    }
+    return {
+        "ours": fresh_process(PEAK_RSS.format(flashrank=False, **values)),
+        "flashrank": fresh_process(PEAK_RSS.format(flashrank=True, **values)),
+    }
+
+
+def report(
+    latency: dict[int, dict[str, list[float]]],
+    cold: dict[str, list[dict[str, float]]],
+    rss: dict[str, dict[str, float]],
+    threads: int,
+) -> str:
+    lines = [
+        f"Warm latency, ms (int8 nano fixture, MS MARCO-like mix, {threads} ORT thread(s) for ours and the bound)",
+        "| passages | ours p50 | ours p95 | FlashRank p50 | FlashRank p95 | bound p50 | ours/bound | FlashRank/bound | FlashRank/ours |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for size, timings in latency.items():
+        p50 = {name: percentile(values, 50) * 1000 for name, values in timings.items()}
+        p95 = {name: percentile(values, 95) * 1000 for name, values in timings.items()}
+        lines.append(
+            f"| {size} | {p50['ours']:.1f} | {p95['ours']:.1f} | {p50['flashrank']:.1f} | {p95['flashrank']:.1f} "
+            f"| {p50['lower_bound']:.1f} | {p50['ours'] / p50['lower_bound']:.2f}x "
+            f"| {p50['flashrank'] / p50['lower_bound']:.2f}x | {p50['flashrank'] / p50['ours']:.2f}x |"
+        )
+    ours_cold = statistics.median(run["total"] for run in cold["ours"]) * 1000
+    flash_cold = statistics.median(run["total"] for run in cold["flashrank"]) * 1000
+    lines += [
+        "",
+        f"Cold start, fresh process: import + model load + first 10-passage answer, median of {len(cold['ours'])}",
+        "| | ours | FlashRank | ours/FlashRank |",
+        "|---|---:|---:|---:|",
+        f"| ms | {ours_cold:.0f} | {flash_cold:.0f} | {ours_cold / flash_cold:.2f}x |",
+        "",
+        "Peak RSS, MiB, fresh process, requests of 100 passages",
+        "| | after load | after 1 | after 20 |",
+        "|---|---:|---:|---:|",
+    ]
+    for name in ("ours", "flashrank"):
+        values = rss[name]
+        lines.append(
+            f"| {name} | {values['loaded']:.0f} | {values['after_1']:.0f} | {values['after_20']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(latency: dict[int, dict[str, list[float]]], target: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for name, label in (("flashrank", "FlashRank"), ("ours", "ours"), ("lower_bound", "zero-padding bound")):
+        medians = [percentile(latency[size][name], 50) * 1000 for size in latency]
+        axis.plot(list(latency), medians, marker="o", label=label)
+    axis.set_xlabel("passages per request")
+    axis.set_ylabel("warm p50 latency (ms)")
+    axis.set_title("Rerank latency, int8 nano fixture, 2-core machine")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(target, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model-dir", type=Path, default=REPO / ".fixtures" / "int8" / MODEL_NAME)
+    parser.add_argument("--threads", type=int, default=2, help="ORT intra-op threads for ours and the bound")
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--cold-runs", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="5 trials, 3 cold runs")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--plot", type=Path)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    trials, cold_runs = (5, 3) if args.quick else (args.trials, args.cold_runs)
+    latency = warm_latency(args.model_dir, args.threads, trials, args.seed)
+    cold = cold_starts(args.model_dir, args.threads, cold_runs)
+    rss = peak_rss(args.model_dir, args.threads)
+    print(report(latency, cold, rss, args.threads))
+    if args.plot:
+        plot(latency, args.plot)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        payload: dict[str, Any] = {"latency": latency, "cold": cold, "rss": rss, "threads": args.threads}
+        args.json.write_text(json.dumps(payload, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,225 @@
+"""The engine as a plain library: loading, input feeding, scoring maths, schedules, windows, stopping early."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from reranker.engine import CrossEncoder, EngineOptions, logits_to_scores
+from reranker.errors import ModelFileInvalid
+from tests.models import fixture_model
+from tools.fixture_model.__main__ import MARKER_WORD, ONNX_FILE
+from tools.fixture_model.corpus import CorpusGenerator
+
+
+@pytest.fixture(scope="module")
+def int8() -> CrossEncoder:
+    return CrossEncoder.load(fixture_model("int8"))
+
+
+@pytest.fixture
+def model_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "ms-marco-TinyBERT-L-2-v2"
+    shutil.copytree(fixture_model("int8"), target)
+    return target
+
+
+# --- loading ---------------------------------------------------------------------------------------
+
+
+def test_load_reports_identity_and_picks_the_per_pair_schedule_for_int8(int8: CrossEncoder) -> None:
+    described = int8.describe()
+    assert described["name"] == "ms-marco-TinyBERT-L-2-v2"
+    assert described["onnx_file"] == ONNX_FILE
+    assert len(int8.sha256) == 64
+    assert int8.quantized is True
+    assert int8.schedule == "single"
+
+
+def test_fp32_model_gets_sorted_micro_batches() -> None:
+    encoder = CrossEncoder.load(fixture_model("fp32"))
+    assert encoder.quantized is False
+    assert encoder.schedule == "sorted_batches"
+
+
+@pytest.mark.parametrize(
+    "missing",
+    ["config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", ONNX_FILE],
+)
+def test_missing_file_is_named(model_copy: Path, missing: str) -> None:
+    (model_copy / missing).unlink()
+    with pytest.raises(ModelFileInvalid, match=missing.replace(".", r"\.")):
+        CrossEncoder.load(model_copy)
+
+
+@pytest.mark.parametrize("broken", ["config.json", "tokenizer.json", "tokenizer_config.json", ONNX_FILE])
+def test_malformed_file_is_named(model_copy: Path, broken: str) -> None:
+    (model_copy / broken).write_bytes(b"{ not what it should be")
+    with pytest.raises(ModelFileInvalid, match=broken.replace(".", r"\.")):
+        CrossEncoder.load(model_copy)
+
+
+def test_missing_directory_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ModelFileInvalid, match="does not exist"):
+        CrossEncoder.load(tmp_path / "nowhere")
+
+
+def test_other_flashrank_file_names_and_single_unknown_onnx_are_found(
+    model_copy: Path, tmp_path: Path
+) -> None:
+    renamed = tmp_path / "ms-marco-MiniLM-L-12-v2"
+    model_copy.rename(renamed)
+    (renamed / ONNX_FILE).rename(renamed / "flashrank-MiniLM-L-12-v2_Q.onnx")
+    assert CrossEncoder.load(renamed).onnx_file == "flashrank-MiniLM-L-12-v2_Q.onnx"
+    (renamed / "flashrank-MiniLM-L-12-v2_Q.onnx").rename(renamed / "custom.onnx")
+    assert CrossEncoder.load(renamed).onnx_file == "custom.onnx"
+
+
+# --- scoring maths ---------------------------------------------------------------------------------
+
+
+def test_scores_are_overflow_free_and_match_the_textbook_formulas() -> None:
+    single = np.array([[-1000.0], [-3.0], [0.0], [2.5], [1000.0]], dtype=np.float32)
+    pairs = np.array([[0.0, 0.0], [1000.0, -1000.0], [-2.0, 3.0]], dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sigmoid = logits_to_scores(single)
+        softmax = logits_to_scores(pairs)
+    assert sigmoid.tolist() == pytest.approx([0.0, 1 / (1 + np.exp(3.0)), 0.5, 1 / (1 + np.exp(-2.5)), 1.0])
+    assert softmax.tolist() == pytest.approx([0.5, 0.0, np.exp(3) / (np.exp(-2) + np.exp(3))])
+    with pytest.raises(ValueError, match="logits"):
+        logits_to_scores(np.zeros((2, 3), dtype=np.float32))
+
+
+def test_empty_passage_list_and_empty_strings(int8: CrossEncoder) -> None:
+    assert int8.score("query", []).scores == []
+    report = int8.score("", ["", "   ", "text"])
+    assert all(isinstance(score, float) for score in report.scores)
+
+
+def test_usage_counts_real_tokens_and_truncations(int8: CrossEncoder) -> None:
+    long_text = "word " * 2000
+    report = int8.score("a short query", ["tiny passage", long_text])
+    assert report.truncated == 1
+    assert report.windows == 2
+    # [CLS] a short query [SEP] tiny passage [SEP] = 8 tokens; the long pair is cut at 512.
+    assert report.tokens == 8 + 512
+
+
+# --- schedules -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 16])
+def test_fp32_schedules_agree(batch_size: int) -> None:
+    request = CorpusGenerator(seed=12).request(25)
+    single = CrossEncoder.load(fixture_model("fp32"), EngineOptions(schedule="single"))
+    batched = CrossEncoder.load(
+        fixture_model("fp32"), EngineOptions(schedule="sorted_batches", batch_size=batch_size)
+    )
+    expected = single.score(request.query, list(request.passages)).scores
+    got = batched.score(request.query, list(request.passages)).scores
+    assert got == pytest.approx(expected, abs=1e-6)
+
+
+def test_should_stop_leaves_the_rest_unscored(int8: CrossEncoder) -> None:
+    calls = {"count": 0}
+
+    def stop_after_three() -> bool:
+        calls["count"] += 1
+        return calls["count"] > 3
+
+    report = int8.score("query", ["one", "two", "three", "four", "five"], should_stop=stop_after_three)
+    assert report.scores[:3] == int8.score("query", ["one", "two", "three"]).scores
+    assert report.scores[3:] == [None, None]
+    assert not report.complete
+
+
+# --- inputs the graph declares ---------------------------------------------------------------------
+
+
+def write_marker_variant(model_dir: Path, *, with_token_types: bool) -> None:
+    """A tiny graph that declares only input_ids (+ attention_mask): we must not feed what it lacks."""
+    nodes = [
+        helper.make_node("Cast", ["input_ids"], ["ids_float"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["ids_float"], ["mean"], axes=[1], keepdims=1),
+        helper.make_node("Mul", ["mean", "scale"], ["logits"]),
+    ]
+    inputs = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["b", "s"])]
+    if with_token_types:
+        inputs.append(helper.make_tensor_value_info("token_type_ids", TensorProto.INT64, ["b", "s"]))
+    graph = helper.make_graph(
+        nodes,
+        "ids_only",
+        inputs,
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["b", 1])],
+        [numpy_helper.from_array(np.array(0.0001, np.float32), "scale")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save_model(model, model_dir / ONNX_FILE)
+
+
+@pytest.mark.parametrize("with_token_types", [False, True])
+def test_feeds_only_the_inputs_the_graph_declares(model_copy: Path, with_token_types: bool) -> None:
+    write_marker_variant(model_copy, with_token_types=with_token_types)
+    encoder = CrossEncoder.load(model_copy)
+    scores = encoder.score("query", ["a passage", "another passage here"]).scores
+    assert all(score is not None and 0.5 < score < 1.0 for score in scores)
+
+
+def test_pad_id_comes_from_config(model_copy: Path) -> None:
+    config = json.loads((model_copy / "config.json").read_text())
+    config["pad_token_id"] = 7
+    (model_copy / "config.json").write_text(json.dumps(config))
+    encoder = CrossEncoder.load(model_copy, EngineOptions(schedule="sorted_batches"))
+    pending, _ = encoder._encode("q", ["a", "a much longer passage"], "truncate")
+    feed = encoder._feed(pending)
+    assert feed["input_ids"][0, -1] == 7
+
+
+# --- long documents --------------------------------------------------------------------------------
+
+
+def marker_document(position_words: int, total_words: int) -> str:
+    words = ["filler"] * total_words
+    words[position_words] = MARKER_WORD
+    return " ".join(words)
+
+
+def test_window_mode_finds_a_sentence_past_token_512_that_truncation_misses() -> None:
+    # Given a model whose score is high exactly when the marker word is among the tokens it sees
+    encoder = CrossEncoder.load(fixture_model("marker"), EngineOptions(window_max_per_passage=8))
+    early, late = marker_document(100, 1500), marker_document(1200, 1500)
+    # When scored with truncation, only the early marker is seen
+    truncated = encoder.score("which airship", [early, late])
+    assert truncated.scores[0] is not None and truncated.scores[0] > 0.99
+    assert truncated.scores[1] is not None and truncated.scores[1] < 0.01
+    # When scored in windows, both are found, and usage counts the windows scored
+    windowed = encoder.score("which airship", [early, late], long_documents="window")
+    assert all(score is not None and score > 0.99 for score in windowed.scores)
+    assert windowed.windows > 2
+    assert windowed.truncated == 0
+
+
+def test_window_mode_is_bounded_and_leaves_short_passages_as_they_were(int8: CrossEncoder) -> None:
+    bounded = CrossEncoder.load(fixture_model("marker"), EngineOptions(window_max_per_passage=2))
+    report = bounded.score("q", [marker_document(3000, 4000), "short"], long_documents="window")
+    assert report.windows == 3
+    assert report.truncated == 1
+    assert report.scores[0] is not None and report.scores[0] < 0.01
+    texts = ["short one", "another short one"]
+    assert int8.score("q", texts, long_documents="window").scores == int8.score("q", texts).scores
+
+
+def test_windows_overlap_so_a_marker_on_a_boundary_is_seen() -> None:
+    encoder = CrossEncoder.load(fixture_model("marker"), EngineOptions(window_overlap_tokens=64))
+    for position in range(480, 560, 7):
+        report = encoder.score("q", [marker_document(position, 1200)], long_documents="window")
+        assert report.scores[0] is not None and report.scores[0] > 0.99, position
