@@ -21,6 +21,9 @@ MODEL_SHA256 = "MODEL_SHA256"
 MODEL_CACHE_DIR = "MODEL_CACHE_DIR"
 MODEL_ARCHIVE_MAX_BYTES = "MODEL_ARCHIVE_MAX_BYTES"
 MODEL_ARCHIVE_MAX_FILES = "MODEL_ARCHIVE_MAX_FILES"
+MODEL_S3_MAX_ATTEMPTS = "MODEL_S3_MAX_ATTEMPTS"
+MODEL_S3_CONNECT_TIMEOUT_SECONDS = "MODEL_S3_CONNECT_TIMEOUT_SECONDS"
+MODEL_S3_READ_TIMEOUT_SECONDS = "MODEL_S3_READ_TIMEOUT_SECONDS"
 ENGINE_SCHEDULE = "ENGINE_SCHEDULE"
 ENGINE_BATCH_SIZE = "ENGINE_BATCH_SIZE"
 ENGINE_MAX_LENGTH = "ENGINE_MAX_LENGTH"
@@ -69,6 +72,10 @@ class Settings:
     model_cache_dir: Path = Path("/tmp/reranker-models")  # noqa: S108 - Lambda's only writable disk
     model_archive_max_bytes: int = 1024 * 1024 * 1024
     model_archive_max_files: int = 64
+    # botocore "standard" retries; attempts x (connect + read) timeouts must fit Lambda's 10 s init.
+    model_s3_max_attempts: int = 3
+    model_s3_connect_timeout_seconds: int = 2
+    model_s3_read_timeout_seconds: int = 5
     # Inference (engine.py).
     engine_schedule: Schedule = "auto"
     engine_batch_size: int = 8
@@ -111,6 +118,15 @@ class Settings:
             model_cache_dir=reader.path(MODEL_CACHE_DIR) or cls.model_cache_dir,
             model_archive_max_bytes=reader.integer(MODEL_ARCHIVE_MAX_BYTES, cls.model_archive_max_bytes),
             model_archive_max_files=reader.integer(MODEL_ARCHIVE_MAX_FILES, cls.model_archive_max_files),
+            model_s3_max_attempts=reader.integer(
+                MODEL_S3_MAX_ATTEMPTS, cls.model_s3_max_attempts, maximum=10
+            ),
+            model_s3_connect_timeout_seconds=reader.integer(
+                MODEL_S3_CONNECT_TIMEOUT_SECONDS, cls.model_s3_connect_timeout_seconds, maximum=60
+            ),
+            model_s3_read_timeout_seconds=reader.integer(
+                MODEL_S3_READ_TIMEOUT_SECONDS, cls.model_s3_read_timeout_seconds, maximum=300
+            ),
             engine_schedule=reader.choice(ENGINE_SCHEDULE, "auto", ("auto", "single", "sorted_batches")),
             engine_batch_size=reader.integer(ENGINE_BATCH_SIZE, cls.engine_batch_size, maximum=256),
             engine_max_length=reader.integer(ENGINE_MAX_LENGTH, cls.engine_max_length, maximum=8192),
