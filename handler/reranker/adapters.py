@@ -1,0 +1,350 @@
+"""Invocation shapes <-> the service: detect the caller, read HTTP events, route them, shape answers and errors.
+
+One function serves API Gateway HTTP APIs (payload 2.0), Lambda Function URLs (the same payload), API
+Gateway REST APIs (payload 1.0) and direct invokes (Step Functions), so the shape is detected here instead
+of using one Powertools resolver per shape (each is fixed to one event shape and imports ~0.2 s more).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from reranker.errors import (
+    DeadlineExceeded,
+    InternalError,
+    InvalidRequest,
+    MethodNotAllowed,
+    ModelUnavailable,
+    PayloadTooLarge,
+    RerankerError,
+    RouteNotFound,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from reranker.schemas import LAMBDA_PAYLOAD_LIMIT_BYTES, decode_json
+
+type CallerShape = Literal["http_api", "function_url", "rest_api", "direct"]
+type ErrorStyle = Literal["native", "cohere"]
+
+# The error types callers may see (HTTP "type", Lambda errorType for Step Functions ErrorEquals).
+# Finer internal subclasses (ModelChecksumMismatch, SettingsError, ...) are reported as their public base.
+PUBLIC_ERRORS: tuple[type[RerankerError], ...] = (
+    InvalidRequest,
+    Unauthorized,
+    RouteNotFound,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ModelUnavailable,
+    DeadlineExceeded,
+    InternalError,
+)
+GENERIC_INTERNAL_MESSAGE = "internal error; the function's logs have the details"
+CORRELATION_HEADER = "x-correlation-id"
+_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:/+=@-]{1,128}$")
+# Room for the HTTP envelope (status, headers) around a response body.
+_ENVELOPE_BYTES = 16 * 1024
+
+
+# --- detecting the caller --------------------------------------------------------------------------
+
+
+def detect_shape(event: object) -> CallerShape:
+    """Which caller sent this event; anything that is not an HTTP proxy event is a direct invoke."""
+    if not isinstance(event, Mapping):
+        return "direct"
+    context = event.get("requestContext")
+    if not isinstance(context, Mapping):
+        return "direct"
+    if event.get("version") == "2.0" and isinstance(context.get("http"), Mapping):
+        domain = context.get("domainName")
+        if isinstance(domain, str) and ".lambda-url." in domain:
+            return "function_url"
+        return "http_api"
+    if isinstance(event.get("httpMethod"), str):
+        return "rest_api"  # REST API proxy, or an HTTP API with payload format 1.0
+    return "direct"
+
+
+# --- HTTP events -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    shape: CallerShape
+    method: str
+    path: str  # the route path: no stage prefix, no custom-domain base path where the event tells us
+    headers: Mapping[str, str]  # lower-cased names
+    body: str | None
+    is_base64: bool
+    request_id: str | None
+    correlation_id: str | None
+
+
+def read_http_event(event: Mapping[str, Any], shape: CallerShape) -> HttpRequest:
+    context = _mapping(event.get("requestContext"))
+    headers = _lower_headers(event)
+    if shape == "rest_api":
+        method = str(event.get("httpMethod", "")).upper()
+        path = _rest_path(event, context)
+    else:
+        method = str(_mapping(context.get("http")).get("method", "")).upper()
+        path = _http_api_path(event, context)
+    request_id = context.get("requestId")
+    request_id = request_id if isinstance(request_id, str) and request_id else None
+    header_id = headers.get(CORRELATION_HEADER)
+    correlation_id = header_id if header_id and _CORRELATION_ID.match(header_id) else request_id
+    body = event.get("body")
+    return HttpRequest(
+        shape=shape,
+        method=method,
+        path=_normalize_path(path),
+        headers=headers,
+        body=body if isinstance(body, str) else None,
+        is_base64=event.get("isBase64Encoded") is True,
+        request_id=request_id,
+        correlation_id=correlation_id,
+    )
+
+
+def _http_api_path(event: Mapping[str, Any], context: Mapping[str, Any]) -> str:
+    """Payload 2.0: the routeKey template when there is one, else rawPath without a named stage."""
+    route_key = event.get("routeKey")
+    if isinstance(route_key, str) and " " in route_key:
+        filled = _fill_template(route_key.split(" ", 1)[1], event.get("pathParameters"))
+        if filled is not None:
+            return filled
+    raw_path = event.get("rawPath")
+    if not isinstance(raw_path, str):
+        raw_path = str(_mapping(context.get("http")).get("path", "/"))
+    return _strip_stage(raw_path, context.get("stage"))
+
+
+def _rest_path(event: Mapping[str, Any], context: Mapping[str, Any]) -> str:
+    """Payload 1.0: the resource template filled with path parameters (immune to stages and base paths)."""
+    resource = event.get("resource")
+    if isinstance(resource, str) and resource.startswith("/"):
+        filled = _fill_template(resource, event.get("pathParameters"))
+        if filled is not None:
+            return filled
+    path = event.get("path")
+    # REST APIs leave the stage out of `path`; HTTP APIs sending payload 1.0 keep it in.
+    return _strip_stage(path if isinstance(path, str) else "/", context.get("stage"))
+
+
+_TEMPLATE_PARAMETER = re.compile(r"\{([^{}+]+)\+?\}")
+
+
+def _fill_template(template: str, parameters: object) -> str | None:
+    values = parameters if isinstance(parameters, Mapping) else {}
+    missing = False
+
+    def substitute(match: re.Match[str]) -> str:
+        nonlocal missing
+        value = values.get(match.group(1))
+        if not isinstance(value, str):
+            missing = True
+            return ""
+        return value
+
+    filled = _TEMPLATE_PARAMETER.sub(substitute, template)
+    return None if missing else filled
+
+
+def _strip_stage(path: str, stage: object) -> str:
+    if isinstance(stage, str) and stage and stage != "$default":
+        prefix = "/" + stage
+        if path == prefix or path.startswith(prefix + "/"):
+            return path[len(prefix) :] or "/"
+    return path
+
+
+def _normalize_path(path: str) -> str:
+    path = _SLASHES.sub("/", "/" + path)
+    return path.rstrip("/") or "/"
+
+
+_SLASHES = re.compile(r"/{2,}")
+
+
+def _lower_headers(event: Mapping[str, Any]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    multi = event.get("multiValueHeaders")
+    if isinstance(multi, Mapping):
+        for name, values in multi.items():
+            if isinstance(values, list) and values:
+                headers[str(name).lower()] = ",".join(str(value) for value in values)
+    single = event.get("headers")
+    if isinstance(single, Mapping):
+        for name, value in single.items():
+            if isinstance(value, str):
+                headers[str(name).lower()] = value
+    return headers
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def read_json_body(request: HttpRequest) -> object:
+    """The request body as JSON: checks the media type, base64, UTF-8 and JSON syntax."""
+    content_type = request.headers.get("content-type")
+    if content_type is not None:
+        media_type = content_type.split(";", 1)[0].strip().lower()
+        if media_type != "application/json" and not media_type.endswith("+json"):
+            raise UnsupportedMediaType(
+                "content-type must be application/json (or a +json type); send the header "
+                "'Content-Type: application/json'"
+            )
+    if request.body is None or request.body == "":
+        raise InvalidRequest("request body is empty; expected a JSON object")
+    raw: str | bytes = request.body
+    if request.is_base64:
+        try:
+            raw = base64.b64decode(request.body, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidRequest("request body is marked base64-encoded but is not valid base64") from exc
+    return decode_json(raw)
+
+
+# --- routing ---------------------------------------------------------------------------------------
+
+
+type Operation = Callable[[object, "Call"], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Call:
+    """What an operation may need to know about its invocation besides the parsed payload."""
+
+    shape: CallerShape
+    context: Any  # the Lambda context: get_remaining_time_in_millis(), aws_request_id
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-cased; empty for direct invokes
+    correlation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    operation: Operation
+    reads_body: bool = True
+    error_style: ErrorStyle = "native"
+
+
+class Router:
+    """Exact method + path routes; 404 for an unknown path, 405 (with the allowed methods) for a wrong method."""
+
+    def __init__(self, routes: list[Route], *, default_error_style: ErrorStyle = "native") -> None:
+        self._routes = {(route.method, route.path): route for route in routes}
+        self._default_error_style = default_error_style
+
+    @property
+    def routes(self) -> list[Route]:
+        return list(self._routes.values())
+
+    def resolve(self, method: str, path: str) -> Route:
+        route = self._routes.get((method, path))
+        if route is not None:
+            return route
+        allowed = tuple(
+            sorted(known_method for known_method, known_path in self._routes if known_path == path)
+        )
+        if allowed:
+            raise MethodNotAllowed(
+                f"{path} does not accept {method or 'this method'}; use {', '.join(allowed)}", allowed
+            )
+        known = ", ".join(f"{route.method} {route.path}" for route in self._routes.values())
+        raise RouteNotFound(f"no route for {_printable(path)}; routes: {known}")
+
+    def error_style(self, path: str) -> ErrorStyle:
+        """Errors of a known path use its routes' style (405 included); others use the default."""
+        for (_, known_path), route in self._routes.items():
+            if known_path == path:
+                return route.error_style
+        return self._default_error_style
+
+
+def _printable(path: str) -> str:
+    shown = path if len(path) <= 80 else path[:80] + "..."
+    return shown.encode("ascii", "backslashreplace").decode("ascii")
+
+
+# --- answers ---------------------------------------------------------------------------------------
+
+
+def public_error(exc: BaseException) -> RerankerError:
+    """The error a caller may see: a documented type with a safe message, never a stack trace or path."""
+    if type(exc) in PUBLIC_ERRORS:
+        assert isinstance(exc, RerankerError)
+        return exc
+    if isinstance(exc, RerankerError):
+        for cls in type(exc).__mro__:
+            if cls in PUBLIC_ERRORS:
+                return cls(exc.public_message)
+    return InternalError(GENERIC_INTERNAL_MESSAGE)
+
+
+def error_body(error: RerankerError, style: ErrorStyle) -> dict[str, Any]:
+    if style == "cohere":
+        return {"message": error.public_message}
+    return {"error": {"type": error.error_type, "message": error.public_message}}
+
+
+def http_response(
+    status: int,
+    body: Mapping[str, Any],
+    *,
+    correlation_id: str | None = None,
+    extra_headers: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The proxy response; payload 1.0 and 2.0 (and Function URLs) all accept this form."""
+    headers = {"Content-Type": "application/json"}
+    if correlation_id:
+        headers["X-Correlation-Id"] = correlation_id
+    if extra_headers:
+        headers.update(extra_headers)
+    return {
+        "statusCode": status,
+        "headers": headers,
+        "body": json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False),
+        "isBase64Encoded": False,
+    }
+
+
+def http_error_response(
+    error: RerankerError, style: ErrorStyle, correlation_id: str | None
+) -> dict[str, Any]:
+    extra = (
+        {"Allow": ", ".join(error.allowed)} if isinstance(error, MethodNotAllowed) and error.allowed else None
+    )
+    return http_response(
+        error.http_status, error_body(error, style), correlation_id=correlation_id, extra_headers=extra
+    )
+
+
+def json_size(value: object) -> int:
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+
+def ensure_response_fits(size: int) -> None:
+    """Lambda refuses (and API Gateway turns into a bare 502) any response above 6 MB: say so clearly."""
+    if size > LAMBDA_PAYLOAD_LIMIT_BYTES - _ENVELOPE_BYTES:
+        raise PayloadTooLarge(
+            f"the response would be {size} bytes, above Lambda's 6 MB limit; "
+            "ask for fewer results (top_k) or return_text=false"
+        )
+
+
+def direct_correlation_id(event: object) -> str | None:
+    if isinstance(event, Mapping):
+        value = event.get("correlation_id")
+        if isinstance(value, str) and _CORRELATION_ID.match(value):
+            return value
+    return None

@@ -1,0 +1,325 @@
+"""Lambda entry point: load the model at init, detect the caller, run the operation, shape the answer."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from reranker import adapters, schemas
+from reranker import observability as obs
+from reranker.adapters import Call, Route, Router
+from reranker.config import Settings
+from reranker.engine import CrossEncoder, EngineOptions
+from reranker.errors import DeadlineExceeded, ModelDownloadFailed, ModelUnavailable, RerankerError
+from reranker.model_store import ModelLocation, locate_model
+from reranker.observability import logger, metrics, tracing
+
+VERSION = "0.1.0"
+INITIALIZATION_TYPE = "AWS_LAMBDA_INITIALIZATION_TYPE"
+# A transient S3 failure at init is retried by later invocations, at most this often.
+LOAD_RETRY_SECONDS = 30.0
+
+
+@dataclass
+class Runtime:
+    """Module state built at init (and snapshotted by SnapStart); ``failure`` when the model is unusable."""
+
+    settings: Settings | None = None
+    engine: CrossEncoder | None = None
+    location: ModelLocation | None = None
+    load_seconds: float = 0.0
+    failure: ModelUnavailable | None = None
+    retryable: bool = False
+    failed_at: float = 0.0
+    load_metric_pending: bool = False
+    environ: Mapping[str, str] | None = None
+
+
+def load_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
+    """Read settings, find and load the model; on failure keep a ModelUnavailable to answer with."""
+    started = time.perf_counter()
+    try:
+        settings = Settings.from_env(environ)
+        location = locate_model(settings)
+        engine = CrossEncoder.load(location.directory, engine_options(settings))
+    except Exception as exc:  # noqa: BLE001 - any init failure becomes a clean ModelUnavailable
+        return _failed_runtime(exc, environ)
+    seconds = time.perf_counter() - started
+    logger.info(
+        "model loaded",
+        extra={
+            "model": engine.name,
+            "model_source": location.source,
+            "archive_sha256": location.archive_sha256,
+            "onnx_sha256": engine.sha256,
+            "quantized": engine.quantized,
+            "schedule": engine.schedule,
+            "locate_seconds": round(location.seconds, 4),
+            "load_seconds": round(seconds, 4),
+            "bytes_downloaded": location.bytes_downloaded,
+        },
+    )
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        location=location,
+        load_seconds=seconds,
+        load_metric_pending=True,
+        environ=environ,
+    )
+
+
+def _failed_runtime(exc: Exception, environ: Mapping[str, str] | None) -> Runtime:
+    kind = type(exc).__name__
+    if isinstance(exc, RerankerError):
+        logger.error("model unavailable: %s", exc.public_message, extra={"error_type": kind})
+    else:
+        logger.exception("model unavailable: unexpected %s while loading", kind, extra={"error_type": kind})
+    failure = ModelUnavailable(
+        f"the model is not available ({kind}); the function's init log has the details"
+    )
+    env = os.environ if environ is None else environ
+    if env.get(INITIALIZATION_TYPE) == "snap-start":
+        # Fail the version publish: a snapshot of a broken init would answer 503 in every restored copy.
+        raise failure from exc
+    return Runtime(
+        failure=failure,
+        retryable=isinstance(exc, ModelDownloadFailed),
+        failed_at=time.monotonic(),
+        environ=environ,
+    )
+
+
+def engine_options(settings: Settings) -> EngineOptions:
+    return EngineOptions(
+        max_length=settings.engine_max_length,
+        schedule=settings.engine_schedule,
+        batch_size=settings.engine_batch_size,
+        intra_op_threads=settings.ort_intra_op_threads,
+        long_documents=settings.long_documents,
+        window_max_per_passage=settings.window_max_per_passage,
+        window_overlap_tokens=settings.window_overlap_tokens,
+    )
+
+
+@dataclass
+class ModuleState:
+    runtime: Runtime
+
+
+STATE = ModuleState(runtime=load_runtime())
+
+
+def reset(environ: Mapping[str, str] | None = None) -> None:
+    """Test hook (like Powertools' reset helpers): rebuild the module state from ``environ``."""
+    obs.reset()
+    STATE.runtime = load_runtime(environ)
+
+
+def ready_runtime() -> tuple[Settings, CrossEncoder, Runtime]:
+    """The loaded model, or ModelUnavailable (after one more try if the init failure was transient)."""
+    runtime = STATE.runtime
+    if (
+        runtime.failure is not None
+        and runtime.retryable
+        and time.monotonic() - runtime.failed_at > LOAD_RETRY_SECONDS
+    ):
+        logger.info("retrying the model load after a transient failure")
+        runtime = STATE.runtime = load_runtime(runtime.environ)
+    if runtime.failure is not None or runtime.settings is None or runtime.engine is None:
+        message = runtime.failure.public_message if runtime.failure else "the model is not available"
+        raise ModelUnavailable(message)  # a fresh error per request: tracebacks must not pile up
+    return runtime.settings, runtime.engine, runtime
+
+
+# --- operations: a parsed payload and the call in, a JSON-able answer out ----------------------------
+
+
+def rerank(payload: object, call: Call) -> dict[str, Any]:
+    settings, engine, _ = ready_runtime()
+    request = schemas.parse_rerank_request(payload, schemas.Limits.from_settings(settings))
+    if settings.log_payloads:
+        logger.info(
+            "request payload (LOG_PAYLOADS)", extra={"query": request.query, "passages": request.scored_texts}
+        )
+    tracing.annotate("model", engine.name)
+    tracing.annotate("passages", len(request.passages))
+    with tracing.subsegment("## engine.score"):
+        report = engine.score(
+            request.query, request.scored_texts, should_stop=deadline_check(call.context, settings)
+        )
+    tracing.metadata(
+        "engine",
+        {
+            "tokenize_seconds": report.tokenize_seconds,
+            "inference_seconds": report.inference_seconds,
+            "tokens": report.tokens,
+        },
+    )
+    unscored = sum(1 for score in report.scores if score is None)
+    if unscored:
+        if settings.deadline_policy == "error":
+            raise DeadlineExceeded(
+                f"{unscored} of {len(request.passages)} passages were not scored before the deadline; "
+                "send fewer passages or raise the function timeout"
+            )
+        logger.warning("deadline reached: unscored passages returned unranked", extra={"unscored": unscored})
+        metrics.add_metric(name=obs.DEADLINE_FALLBACKS, unit="Count", value=1)
+    response = schemas.build_rerank_response(
+        request, report.scores, model=engine.name, tokens=report.tokens, truncated=report.truncated
+    )
+    metrics.add_metric(name=obs.PASSAGES, unit="Count", value=len(request.passages))
+    metrics.add_metric(name=obs.TOKENS, unit="Count", value=report.tokens)
+    metrics.add_metric(name=obs.TRUNCATED_PASSAGES, unit="Count", value=report.truncated)
+    metrics.add_metric(name=obs.PRE_TRUNCATED_PASSAGES, unit="Count", value=request.pre_truncated)
+    logger.append_keys(
+        model=engine.name,
+        passages=len(request.passages),
+        tokens=report.tokens,
+        truncated=report.truncated,
+        pre_truncated=request.pre_truncated,
+        unscored=unscored,
+        top_k=request.top_k,
+        returned=len(response["results"]),
+        tokenize_ms=round(report.tokenize_seconds * 1000, 2),
+        inference_ms=round(report.inference_seconds * 1000, 2),
+    )
+    return response
+
+
+def health(payload: object, call: Call) -> dict[str, Any]:
+    settings, engine, runtime = ready_runtime()
+    location = runtime.location
+    return {
+        "status": "ok",
+        "version": VERSION,
+        "function_version": os.environ.get("AWS_LAMBDA_FUNCTION_VERSION"),
+        "model": {
+            "name": engine.name,
+            "sha256": engine.sha256,
+            "quantized": engine.quantized,
+            "source": location.source if location else None,
+            "archive_sha256": location.archive_sha256 if location else None,
+            "load_seconds": round(runtime.load_seconds, 4),
+        },
+        "engine": engine.describe(),
+        "limits": {
+            "max_passages": settings.max_passages,
+            "max_passage_chars": settings.max_passage_chars,
+            "max_query_chars": settings.max_query_chars,
+            "max_total_chars": settings.max_total_chars,
+        },
+        "deadline": {"policy": settings.deadline_policy, "margin_ms": settings.deadline_margin_ms},
+    }
+
+
+def deadline_check(context: Any, settings: Settings) -> Callable[[], bool] | None:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return None
+    stop_at = time.monotonic() + (remaining() - settings.deadline_margin_ms) / 1000
+    return lambda: time.monotonic() >= stop_at
+
+
+ROUTER = Router(
+    [
+        Route("POST", "/rerank", rerank),
+        Route("GET", "/health", health, reads_body=False),
+    ]
+)
+
+
+def select_direct_operation(event: object) -> adapters.Operation:
+    """Direct invokes carry the request itself; batch shapes ({"requests"}, {"Items"}) will branch here."""
+    return rerank
+
+
+# --- the handler -----------------------------------------------------------------------------------
+
+
+@tracing.capture_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: Any, context: Any) -> Any:
+    started = time.perf_counter()
+    _emit_model_load_metric()
+    shape = adapters.detect_shape(event)
+    logger.append_keys(caller=shape)
+    tracing.annotate("caller", shape)
+    try:
+        if shape == "direct":
+            return handle_direct(event, context)
+        return handle_http(event, context, shape)
+    finally:
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        metrics.add_metric(name=obs.LATENCY, unit="Milliseconds", value=elapsed_ms)
+        logger.info("request done", extra={"total_ms": round(elapsed_ms, 2)})
+
+
+def handle_http(event: Mapping[str, Any], context: Any, shape: adapters.CallerShape) -> dict[str, Any]:
+    request = adapters.read_http_event(event, shape)
+    logger.set_correlation_id(request.correlation_id)
+    logger.append_keys(method=request.method, path=request.path)
+    style = ROUTER.error_style(request.path)
+    try:
+        route = ROUTER.resolve(request.method, request.path)
+        payload = adapters.read_json_body(request) if route.reads_body else None
+        call = Call(
+            shape=shape, context=context, headers=request.headers, correlation_id=request.correlation_id
+        )
+        response = adapters.http_response(
+            200, route.operation(payload, call), correlation_id=request.correlation_id
+        )
+        adapters.ensure_response_fits(len(response["body"].encode("utf-8")))
+    except Exception as exc:  # noqa: BLE001 - the one place errors become HTTP answers
+        error = report_error(exc)
+        logger.append_keys(status=error.http_status)
+        return adapters.http_error_response(error, style, request.correlation_id)
+    logger.append_keys(status=200)
+    return response
+
+
+def handle_direct(event: object, context: Any) -> dict[str, Any]:
+    correlation_id = adapters.direct_correlation_id(event)
+    if correlation_id:
+        logger.set_correlation_id(correlation_id)
+    try:
+        response = select_direct_operation(event)(
+            event, Call(shape="direct", context=context, correlation_id=correlation_id)
+        )
+        adapters.ensure_response_fits(adapters.json_size(response))
+    except Exception as exc:
+        error = report_error(exc)
+        if error is exc:
+            raise
+        raise error from exc  # Step Functions matches errorType: the public class name
+    return response
+
+
+def report_error(exc: Exception) -> RerankerError:
+    """Log and count an error once; return what the caller may see."""
+    error = adapters.public_error(exc)
+    client_error = error.http_status < 500
+    if client_error:
+        logger.warning(
+            "request rejected", extra={"error_type": error.error_type, "error": error.public_message}
+        )
+    elif isinstance(exc, RerankerError):
+        logger.error("request failed", extra={"error_type": error.error_type, "error": error.public_message})
+    else:
+        logger.exception("unexpected error", extra={"error_type": type(exc).__name__})
+    obs.count_error(error.error_type, client_error=client_error)
+    return error
+
+
+def _emit_model_load_metric() -> None:
+    """EMF is flushed per invocation, so the init's load time rides on the first one (not after SnapStart restore)."""
+    runtime = STATE.runtime
+    if not runtime.load_metric_pending:
+        return
+    runtime.load_metric_pending = False
+    if os.environ.get(INITIALIZATION_TYPE) != "snap-start":
+        metrics.add_metric(name=obs.MODEL_LOAD_TIME, unit="Milliseconds", value=runtime.load_seconds * 1000)

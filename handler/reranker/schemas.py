@@ -1,0 +1,267 @@
+"""The native rerank contract: request parsing with limits, and the ranked response."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from reranker.config import Settings
+from reranker.errors import InvalidRequest, PayloadTooLarge
+
+type JsonScalar = str | int | float | bool | None
+
+# Every field the native request may carry; anything else is rejected so that a typo
+# ("top_n", "documents", "metadata") fails loudly instead of being ignored.
+REQUEST_FIELDS = ("query", "passages", "top_k", "return_text", "correlation_id")
+PASSAGE_FIELDS = ("id", "text", "meta")
+MAX_CORRELATION_ID_CHARS = 128
+
+# Lambda's synchronous payload limit (request and response, Function URLs too).
+LAMBDA_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The request limits of one deployment (from config.Settings)."""
+
+    max_passages: int = 1000
+    max_passage_chars: int = 16_384
+    max_query_chars: int = 2_048
+    max_total_chars: int = 4_000_000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            max_passages=settings.max_passages,
+            max_passage_chars=settings.max_passage_chars,
+            max_query_chars=settings.max_query_chars,
+            max_total_chars=settings.max_total_chars,
+        )
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One passage as the caller sent it; ``scored_text`` is what the model sees (maybe pre-truncated)."""
+
+    index: int
+    id: JsonScalar
+    text: str
+    scored_text: str
+    meta: Any = None
+    has_meta: bool = False
+
+    @property
+    def pre_truncated(self) -> bool:
+        return len(self.scored_text) < len(self.text)
+
+
+@dataclass(frozen=True)
+class RerankRequest:
+    query: str
+    passages: tuple[Passage, ...]
+    top_k: int | None = None
+    return_text: bool = True
+    correlation_id: str | None = None
+
+    @property
+    def pre_truncated(self) -> int:
+        return sum(1 for passage in self.passages if passage.pre_truncated)
+
+    @property
+    def scored_texts(self) -> list[str]:
+        return [passage.scored_text for passage in self.passages]
+
+
+def decode_json(raw: str | bytes) -> object:
+    """Parse a JSON document; any failure is an InvalidRequest that says where, never what."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"request body is not valid UTF-8 (byte {exc.start})") from exc
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
+    except RecursionError as exc:
+        raise InvalidRequest("request body is nested too deeply") from exc
+
+
+def _reject_constant(name: str) -> object:
+    raise InvalidRequest(f"request body is not valid JSON: {name} is not a JSON number")
+
+
+def parse_rerank_request(payload: object, limits: Limits) -> RerankRequest:
+    """Validate a decoded native request; raise InvalidRequest (400) or PayloadTooLarge (413)."""
+    if not isinstance(payload, Mapping):
+        raise InvalidRequest(f"request must be a JSON object, got {_json_type(payload)}")
+    unknown = [key for key in payload if key not in REQUEST_FIELDS]
+    if unknown:
+        raise InvalidRequest(
+            f"unknown field {_quote_key(unknown[0])}; allowed fields: {', '.join(REQUEST_FIELDS)}"
+        )
+
+    query = payload.get("query")
+    if query is None:
+        raise InvalidRequest("query is required")
+    if not isinstance(query, str):
+        raise InvalidRequest(f"query must be a string, got {_json_type(query)}")
+    if not query.strip():
+        raise InvalidRequest("query must not be empty")
+    if len(query) > limits.max_query_chars:
+        raise PayloadTooLarge(f"query has {len(query)} characters; the limit is {limits.max_query_chars}")
+
+    top_k = payload.get("top_k")
+    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
+        raise InvalidRequest(f"top_k must be a positive integer, got {_describe_value(top_k)}")
+
+    return_text = payload.get("return_text", True)
+    if not isinstance(return_text, bool):
+        raise InvalidRequest(f"return_text must be true or false, got {_json_type(return_text)}")
+
+    correlation_id = payload.get("correlation_id")
+    if correlation_id is not None and (
+        not isinstance(correlation_id, str) or not 0 < len(correlation_id) <= MAX_CORRELATION_ID_CHARS
+    ):
+        raise InvalidRequest(f"correlation_id must be a string of 1 to {MAX_CORRELATION_ID_CHARS} characters")
+
+    if "passages" not in payload:
+        raise InvalidRequest("passages is required (a list of strings or objects with text)")
+    passages = _parse_passages(payload["passages"], query, limits)
+    return RerankRequest(
+        query=query,
+        passages=passages,
+        top_k=top_k,
+        return_text=return_text,
+        correlation_id=correlation_id,
+    )
+
+
+def _parse_passages(raw: object, query: str, limits: Limits) -> tuple[Passage, ...]:
+    if not isinstance(raw, list):
+        raise InvalidRequest(f"passages must be a list, got {_json_type(raw)}")
+    if len(raw) > limits.max_passages:
+        raise PayloadTooLarge(f"passages has {len(raw)} entries; the limit is {limits.max_passages}")
+    total_chars = len(query)
+    parsed: list[Passage] = []
+    for index, entry in enumerate(raw):
+        passage = _parse_passage(index, entry, limits.max_passage_chars)
+        total_chars += len(passage.text)
+        if total_chars > limits.max_total_chars:
+            raise PayloadTooLarge(
+                f"query and passages exceed {limits.max_total_chars} characters in total "
+                f"(reached at passages[{index}])"
+            )
+        parsed.append(passage)
+    return tuple(parsed)
+
+
+def _parse_passage(index: int, entry: object, max_chars: int) -> Passage:
+    where = f"passages[{index}]"
+    if isinstance(entry, str):
+        return Passage(index=index, id=index, text=entry, scored_text=entry[:max_chars])
+    if not isinstance(entry, Mapping):
+        raise InvalidRequest(f"{where} must be a string or an object with text, got {_json_type(entry)}")
+    unknown = [key for key in entry if key not in PASSAGE_FIELDS]
+    if unknown:
+        raise InvalidRequest(
+            f"{where} has unknown field {_quote_key(unknown[0])}; allowed fields: "
+            f"{', '.join(PASSAGE_FIELDS)} (put anything else in meta)"
+        )
+    if "text" not in entry:
+        raise InvalidRequest(f"{where}.text is required")
+    text = entry["text"]
+    if not isinstance(text, str):
+        raise InvalidRequest(f"{where}.text must be a string, got {_json_type(text)}")
+    passage_id = entry.get("id")
+    if passage_id is None:
+        passage_id = index
+    elif not isinstance(passage_id, str | int | float | bool):
+        raise InvalidRequest(f"{where}.id must be a string, number or boolean, got {_json_type(passage_id)}")
+    elif isinstance(passage_id, float) and not math.isfinite(passage_id):
+        raise InvalidRequest(f"{where}.id must be a finite number")
+    return Passage(
+        index=index,
+        id=passage_id,
+        text=text,
+        scored_text=text[:max_chars],
+        meta=entry.get("meta"),
+        has_meta="meta" in entry,
+    )
+
+
+def build_rerank_response(
+    request: RerankRequest,
+    scores: Sequence[float | None],
+    *,
+    model: str,
+    tokens: int,
+    truncated: int,
+) -> dict[str, Any]:
+    """Rank scored passages (ties keep input order), cut to top_k, append unscored ones unranked.
+
+    ``scores`` is in the caller's order; ``None`` marks a passage the deadline left unscored.
+    """
+    if len(scores) != len(request.passages):
+        raise ValueError(f"got {len(scores)} scores for {len(request.passages)} passages")
+    scored = [
+        (float(score), passage)
+        for score, passage in zip(scores, request.passages, strict=True)
+        if score is not None
+    ]
+    scored.sort(key=lambda pair: -pair[0])  # stable: ties keep input order
+    unscored = [passage for score, passage in zip(scores, request.passages, strict=True) if score is None]
+    limit = len(request.passages) if request.top_k is None else request.top_k
+    results = [_result(passage, score, request.return_text) for score, passage in scored[:limit]]
+    for passage in unscored[: max(0, limit - len(results))]:
+        result = _result(passage, None, request.return_text)
+        result["reranked"] = False
+        results.append(result)
+    return {
+        "model": model,
+        "results": results,
+        "usage": {"passages": len(request.passages), "tokens": tokens, "truncated": truncated},
+    }
+
+
+def _result(passage: Passage, score: float | None, return_text: bool) -> dict[str, Any]:
+    result: dict[str, Any] = {"index": passage.index, "id": passage.id, "score": score}
+    if return_text:
+        result["text"] = passage.text
+    if passage.has_meta:
+        result["meta"] = passage.meta
+    return result
+
+
+_JSON_TYPE_NAMES: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (bool, "a boolean"),
+    ((int, float), "a number"),
+    (str, "a string"),
+    (list, "a list"),
+    (Mapping, "an object"),
+)
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    for kinds, name in _JSON_TYPE_NAMES:
+        if isinstance(value, kinds):
+            return name
+    return type(value).__name__
+
+
+def _describe_value(value: object) -> str:
+    """Numbers are safe and useful to echo; anything else is described by its type only."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return repr(value)
+    return _json_type(value)
+
+
+def _quote_key(key: object) -> str:
+    shown = str(key)
+    return repr(shown if len(shown) <= 40 else shown[:40] + "...")
