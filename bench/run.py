@@ -156,7 +156,7 @@ print(json.dumps({{"loaded": loaded, "after_1": after_one, "after_20": peak_mib(
 
 
 def fresh_process(code: str) -> dict[str, float]:
-    environment = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
     output = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=environment, timeout=300
     )
