@@ -99,6 +99,7 @@ def engine_options(settings: Settings) -> EngineOptions:
         schedule=settings.engine_schedule,
         batch_size=settings.engine_batch_size,
         intra_op_threads=settings.ort_intra_op_threads,
+        parallel_runs=settings.engine_parallel_runs,
         long_documents=settings.long_documents,
         window_max_per_passage=settings.window_max_per_passage,
         window_overlap_tokens=settings.window_overlap_tokens,

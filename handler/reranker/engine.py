@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +39,8 @@ class EngineOptions:
     schedule: Schedule = "auto"
     batch_size: int = 8
     intra_op_threads: int = 1
+    # Model runs in flight at once, each on its own thread (onnxruntime releases the GIL while it runs).
+    parallel_runs: int = 1
     long_documents: LongDocuments = "truncate"
     window_max_per_passage: int = 8
     window_overlap_tokens: int = 64
@@ -185,6 +189,12 @@ class CrossEncoder:
         self._tokenizer = tokenizer
         self._pad_id = pad_id
         self._whole_passage_tokenizer: Tokenizer | None = None
+        # Threads start on first use, so a SnapStart snapshot of init holds none.
+        self._pool = (
+            ThreadPoolExecutor(options.parallel_runs, thread_name_prefix="onnx-run")
+            if options.parallel_runs > 1
+            else None
+        )
         self._input_names = frozenset(node.name for node in session.get_inputs())
         self._max_length = tokenizer.truncation["max_length"] if tokenizer.truncation else options.max_length
         # int8 models must run each pair alone: grouping makes a score depend on its batch neighbours.
@@ -228,6 +238,7 @@ class CrossEncoder:
             "quantized": self.quantized,
             "schedule": self.schedule,
             "max_length": self._max_length,
+            "parallel_runs": self.options.parallel_runs,
             "options": asdict(self.options),
         }
 
@@ -341,18 +352,33 @@ class CrossEncoder:
             feed["token_type_ids"] = type_ids
         return feed
 
+    def _infer(self, batch: list[_Pending]) -> np.ndarray:
+        return np.asarray(self._session.run(None, self._feed(batch))[0])
+
     def _run(
         self, pending: list[_Pending], accumulator: _Accumulator, should_stop: Callable[[], bool] | None
     ) -> None:
         started = time.perf_counter()
+        in_flight: deque[tuple[list[_Pending], Future[np.ndarray]]] = deque()
         for batch in self._batches(pending):
             if should_stop is not None and should_stop():
                 break
-            logits = self._session.run(None, self._feed(batch))[0]
-            for run, score in zip(batch, logits_to_scores(np.asarray(logits)), strict=True):
-                value = float(score)
-                previous = accumulator.best.get(run.passage)
-                accumulator.best[run.passage] = value if previous is None else max(previous, value)
-                accumulator.runs_scored[run.passage] = accumulator.runs_scored.get(run.passage, 0) + 1
-            accumulator.windows += len(batch)
+            if self._pool is None:
+                self._record(batch, self._infer(batch), accumulator)
+                continue
+            in_flight.append((batch, self._pool.submit(self._infer, batch)))
+            if len(in_flight) >= self.options.parallel_runs:
+                done, future = in_flight.popleft()
+                self._record(done, future.result(), accumulator)
+        for done, future in in_flight:
+            self._record(done, future.result(), accumulator)
         accumulator.seconds = time.perf_counter() - started
+
+    @staticmethod
+    def _record(batch: list[_Pending], logits: np.ndarray, accumulator: _Accumulator) -> None:
+        for run, score in zip(batch, logits_to_scores(logits), strict=True):
+            value = float(score)
+            previous = accumulator.best.get(run.passage)
+            accumulator.best[run.passage] = value if previous is None else max(previous, value)
+            accumulator.runs_scored[run.passage] = accumulator.runs_scored.get(run.passage, 0) + 1
+        accumulator.windows += len(batch)

@@ -223,3 +223,20 @@ def test_windows_overlap_so_a_marker_on_a_boundary_is_seen() -> None:
     for position in range(480, 560, 7):
         report = encoder.score("q", [marker_document(position, 1200)], long_documents="window")
         assert report.scores[0] is not None and report.scores[0] > 0.99, position
+
+
+def test_parallel_runs_give_bit_identical_scores_and_still_stop(int8: CrossEncoder) -> None:
+    parallel = CrossEncoder.load(fixture_model("int8"), EngineOptions(parallel_runs=2))
+    request = CorpusGenerator(seed=13).request(30)
+    assert (
+        parallel.score(request.query, request.passages).scores
+        == int8.score(request.query, request.passages).scores
+    )
+    calls = {"count": 0}
+
+    def stop_after_four() -> bool:
+        calls["count"] += 1
+        return calls["count"] > 4
+
+    stopped = parallel.score(request.query, request.passages, should_stop=stop_after_four)
+    assert sum(score is not None for score in stopped.scores) == 4
