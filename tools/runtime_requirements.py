@@ -60,7 +60,9 @@ def select_packages(exported: str, wanted: tuple[str, ...]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--check", action="store_true", help="fail if handler/requirements.txt is stale")
     parser.add_argument("--uv", default=os.environ.get("UV", str(REPO / ".tools" / "uv" / "bin" / "uv")))
     parser.add_argument("--python", default=os.environ.get("UV_PYTHON", sys.executable))
@@ -69,7 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = TARGET.read_text(encoding="utf-8") if TARGET.exists() else ""
         if current != wanted:
-            print(f"{TARGET.relative_to(REPO)} is stale: run python -m tools.runtime_requirements", file=sys.stderr)
+            print(
+                f"{TARGET.relative_to(REPO)} is stale: run python -m tools.runtime_requirements",
+                file=sys.stderr,
+            )
             return 1
         return 0
     TARGET.write_text(wanted, encoding="utf-8")
