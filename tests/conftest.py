@@ -23,6 +23,9 @@ BASE_ENV = {
     "AWS_LAMBDA_FUNCTION_NAME": "reranker-test",
     "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "2048",
     "AWS_REGION": "us-east-1",
+    # The warm score cache would make a test's outcome depend on which tests ran before it in the worker
+    # (a deadline test finds every passage cached); cache tests turn it on with configure(SCORE_CACHE_MB=...).
+    "SCORE_CACHE_MB": "0",
 }
 
 

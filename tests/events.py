@@ -9,7 +9,6 @@ from types import ModuleType
 from typing import Any
 
 from reranker.errors import RerankerError
-
 from tools.invoke import LocalContext
 
 EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
@@ -72,6 +71,16 @@ EXPECTED: dict[str, Expectation] = {
     "direct-unknown-field.json": Expectation(400, "InvalidRequest", message_contains="'top_n'"),
     "direct-not-object.json": Expectation(400, "InvalidRequest", message_contains="JSON object"),
     "direct-too-many-passages.json": Expectation(413, "PayloadTooLarge", message_contains="1001"),
+    # Cohere's wire format (HTTP API): errors are {"message"} with no type
+    "cohere-v2-rerank.json": Expectation(200),
+    "cohere-v1-rerank.json": Expectation(200),
+    "cohere-v2-empty-query.json": Expectation(400, message_contains="query must not be empty"),
+    "cohere-v1-bad-documents.json": Expectation(400, message_contains="documents[0] has no string 'text'"),
+    # Batches (direct invoke): item errors are answered in place; envelope errors are raised
+    "batch-requests.json": Expectation(200),
+    "batch-not-a-list.json": Expectation(400, "InvalidRequest", message_contains="requests must be a list"),
+    "distributed-map-items.json": Expectation(200),
+    "distributed-map-bad-batch-input.json": Expectation(400, "InvalidRequest", message_contains="BatchInput"),
 }
 
 
@@ -90,6 +99,9 @@ def caller_of(name: str) -> str:
         ("function-url-", "function_url"),
         ("rest-api-", "rest_api"),
         ("direct-", "direct"),
+        ("cohere-", "http_api"),
+        ("batch-", "direct"),
+        ("distributed-map-", "direct"),
     ):
         if name.startswith(prefix):
             return shape
@@ -111,12 +123,14 @@ class Outcome:
             return self.raised.error_type
         if isinstance(self.body, dict) and isinstance(self.body.get("error"), dict):
             return str(self.body["error"]["type"])
-        return None
+        return None  # also Cohere's error shape, which has no type
 
     @property
     def message(self) -> str:
         if self.raised is not None:
             return self.raised.public_message
+        if "error" not in self.body:
+            return str(self.body["message"])  # Cohere's error shape
         return str(self.body["error"]["message"])
 
 

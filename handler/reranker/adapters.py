@@ -321,9 +321,11 @@ def http_response(
 def http_error_response(
     error: RerankerError, style: ErrorStyle, correlation_id: str | None
 ) -> dict[str, Any]:
-    extra = (
-        {"Allow": ", ".join(error.allowed)} if isinstance(error, MethodNotAllowed) and error.allowed else None
-    )
+    extra: dict[str, str] | None = None
+    if isinstance(error, MethodNotAllowed) and error.allowed:
+        extra = {"Allow": ", ".join(error.allowed)}
+    elif isinstance(error, Unauthorized):
+        extra = {"WWW-Authenticate": "Bearer"}  # RFC 6750: the scheme a 401 expects
     return http_response(
         error.http_status, error_body(error, style), correlation_id=correlation_id, extra_headers=extra
     )

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from reranker import adapters, schemas
+from reranker import adapters, batch, cohere, schemas
 from reranker import observability as obs
 from reranker.adapters import Call, Route, Router
+from reranker.auth import BearerAuthenticator
 from reranker.config import Settings
 from reranker.engine import CrossEncoder, EngineOptions
 from reranker.errors import DeadlineExceeded, ModelDownloadFailed, ModelUnavailable, RerankerError
 from reranker.model_store import ModelLocation, locate_model
 from reranker.observability import logger, metrics, tracing
+from reranker.score_cache import ScoreCache, score_with_cache
 
 VERSION = "0.1.0"
 INITIALIZATION_TYPE = "AWS_LAMBDA_INITIALIZATION_TYPE"
@@ -36,6 +39,9 @@ class Runtime:
     failed_at: float = 0.0
     load_metric_pending: bool = False
     environ: Mapping[str, str] | None = None
+    cache: ScoreCache = field(default_factory=lambda: ScoreCache(0))
+    authenticator: BearerAuthenticator | None = None
+    trimmer: cohere.DocumentTrimmer | None = None  # loaded on the first Cohere request with a token budget
 
 
 def load_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
@@ -69,7 +75,25 @@ def load_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
         load_seconds=seconds,
         load_metric_pending=True,
         environ=environ,
+        cache=ScoreCache.from_megabytes(settings.score_cache_mb),
+        authenticator=build_authenticator(settings),
     )
+
+
+def build_authenticator(settings: Settings) -> BearerAuthenticator | None:
+    """AUTH_MODE=bearer: tokens from the SSM parameter (read on the first request, then cached)."""
+    if settings.auth_mode != "bearer" or settings.auth_tokens_parameter is None:
+        return None
+    return BearerAuthenticator(
+        settings.auth_tokens_parameter, max_age_seconds=settings.auth_tokens_max_age_seconds
+    )
+
+
+def authenticate(headers: Mapping[str, str]) -> None:
+    """Raise Unauthorized unless the request carries an accepted bearer token (a no-op with AUTH_MODE=none)."""
+    authenticator = STATE.runtime.authenticator
+    if authenticator is not None:
+        authenticator.authenticate(headers)
 
 
 def _failed_runtime(exc: Exception, environ: Mapping[str, str] | None) -> Runtime:
@@ -140,26 +164,92 @@ def ready_runtime() -> tuple[Settings, CrossEncoder, Runtime]:
 
 
 def rerank(payload: object, call: Call) -> dict[str, Any]:
-    settings, engine, _ = ready_runtime()
-    request = schemas.parse_rerank_request(payload, schemas.Limits.from_settings(settings))
+    """A native request, or a batch of them ({"requests": [...]} / Step Functions {"Items", "BatchInput"})."""
+    settings, engine, runtime = ready_runtime()
+    should_stop = deadline_check(call.context, settings)
+    limits = schemas.Limits.from_settings(settings)
+    tally = obs.RerankTally(cache_enabled=runtime.cache.enabled)
+    shape = batch.batch_shape(payload)
+    if shape is not None:
+        assert isinstance(payload, Mapping)  # batch_shape only recognises objects
+        parsed = batch.parse_batch(payload, shape, settings.max_batch_requests)
+        tally.batch_size = len(parsed.items)
+
+        def answer_item(index: int, item: object) -> dict[str, Any]:
+            tally.position = index
+            return score_and_rank(schemas.parse_rerank_request(item, limits), runtime, should_stop, tally)
+
+        def item_error(exc: Exception) -> RerankerError:
+            tally.item_errors += 1
+            return report_error(exc)
+
+        response = batch.run_batch(parsed, answer_item, item_error)
+        tally.emit()
+        batch.ensure_fits_state(shape, adapters.json_size(response))
+        return response
+    request = schemas.parse_rerank_request(payload, limits)
+    response = score_and_rank(request, runtime, should_stop, tally)
+    tally.emit()
+    logger.append_keys(model=engine.name, top_k=request.top_k)
+    return response
+
+
+def rerank_cohere_v1(payload: object, call: Call) -> dict[str, Any]:
+    return rerank_cohere(payload, call, 1)
+
+
+def rerank_cohere_v2(payload: object, call: Call) -> dict[str, Any]:
+    return rerank_cohere(payload, call, 2)
+
+
+def rerank_cohere(payload: object, call: Call, version: cohere.ApiVersion) -> dict[str, Any]:
+    """Cohere's /v1/rerank and /v2/rerank: the same scoring, Cohere's request and answer shapes."""
+    settings, engine, runtime = ready_runtime()
+    request = cohere.parse_cohere_request(payload, version, schemas.Limits.from_settings(settings))
+    if request.ignored_fields:
+        logger.append_keys(ignored_fields=list(request.ignored_fields))
+    needs_tokens = request.max_tokens_per_doc is not None or request.max_chunks_per_doc is not None
+    trimmer = document_trimmer(runtime, settings) if needs_tokens else None
+    native = replace(
+        cohere.apply_token_budgets(request, trimmer, settings.window_max_per_passage),
+        long_documents=request.long_documents,
+    )
+    tally = obs.RerankTally(cache_enabled=runtime.cache.enabled)
+    response = score_and_rank(native, runtime, deadline_check(call.context, settings), tally)
+    tally.emit()
+    logger.append_keys(model=engine.name, top_k=native.top_k, cohere_model=request.model)
+    request_id = getattr(call.context, "aws_request_id", None)
+    return cohere.build_cohere_response(
+        request, response, request_id if isinstance(request_id, str) else str(uuid.uuid4())
+    )
+
+
+def score_and_rank(
+    request: schemas.RerankRequest,
+    runtime: Runtime,
+    should_stop: Callable[[], bool] | None,
+    tally: obs.RerankTally,
+) -> dict[str, Any]:
+    """Cache lookup, engine for the misses, deadline policy, ranking: one request's native answer."""
+    settings, engine = runtime.settings, runtime.engine
+    assert settings is not None and engine is not None  # ready_runtime() checked
     if settings.log_payloads:
         logger.info(
             "request payload (LOG_PAYLOADS)", extra={"query": request.query, "passages": request.scored_texts}
         )
+    mode = request.long_documents or settings.long_documents
     tracing.annotate("model", engine.name)
     tracing.annotate("passages", len(request.passages))
     with tracing.subsegment("## engine.score"):
-        report = engine.score(
-            request.query, request.scored_texts, should_stop=deadline_check(call.context, settings)
+        scored = score_with_cache(
+            engine,
+            runtime.cache,
+            request.query,
+            request.scored_texts,
+            long_documents=mode,
+            should_stop=should_stop,
         )
-    tracing.metadata(
-        "engine",
-        {
-            "tokenize_seconds": report.tokenize_seconds,
-            "inference_seconds": report.inference_seconds,
-            "tokens": report.tokens,
-        },
-    )
+    report = scored.report
     unscored = sum(1 for score in report.scores if score is None)
     if unscored:
         if settings.deadline_policy == "error":
@@ -167,28 +257,45 @@ def rerank(payload: object, call: Call) -> dict[str, Any]:
                 f"{unscored} of {len(request.passages)} passages were not scored before the deadline; "
                 "send fewer passages or raise the function timeout"
             )
-        logger.warning("deadline reached: unscored passages returned unranked", extra={"unscored": unscored})
-        metrics.add_metric(name=obs.DEADLINE_FALLBACKS, unit="Count", value=1)
+        logger.warning(
+            "deadline reached: unscored passages returned unranked",
+            extra={"unscored": unscored, "passages": len(request.passages), "batch_item": tally.position},
+        )
+        tally.deadline_fallbacks += 1
     response = schemas.build_rerank_response(
-        request, report.scores, model=engine.name, tokens=report.tokens, truncated=report.truncated
-    )
-    metrics.add_metric(name=obs.PASSAGES, unit="Count", value=len(request.passages))
-    metrics.add_metric(name=obs.TOKENS, unit="Count", value=report.tokens)
-    metrics.add_metric(name=obs.TRUNCATED_PASSAGES, unit="Count", value=report.truncated)
-    metrics.add_metric(name=obs.PRE_TRUNCATED_PASSAGES, unit="Count", value=request.pre_truncated)
-    logger.append_keys(
+        request,
+        report.scores,
         model=engine.name,
-        passages=len(request.passages),
         tokens=report.tokens,
         truncated=report.truncated,
-        pre_truncated=request.pre_truncated,
-        unscored=unscored,
-        top_k=request.top_k,
-        returned=len(response["results"]),
-        tokenize_ms=round(report.tokenize_seconds * 1000, 2),
-        inference_ms=round(report.inference_seconds * 1000, 2),
+        windows=report.windows,
+        cached=scored.hits if runtime.cache.enabled else None,
     )
+    tally.requests += 1
+    tally.passages += len(request.passages)
+    tally.tokens += report.tokens
+    tally.windows += report.windows
+    tally.truncated += report.truncated
+    tally.pre_truncated += request.pre_truncated
+    tally.unscored += unscored
+    tally.cache_hits += scored.hits
+    tally.cache_lookups += len(request.passages)
+    tally.returned += len(response["results"])
+    tally.tokenize_seconds += report.tokenize_seconds
+    tally.inference_seconds += report.inference_seconds
     return response
+
+
+def document_trimmer(runtime: Runtime, settings: Settings) -> cohere.DocumentTrimmer:
+    """The tokenizer that enforces Cohere token budgets, loaded the first time a request sets one."""
+    if runtime.trimmer is None:
+        assert runtime.location is not None
+        runtime.trimmer = cohere.DocumentTrimmer.from_model_dir(
+            runtime.location.directory,
+            max_length=settings.engine_max_length,
+            window_overlap_tokens=settings.window_overlap_tokens,
+        )
+    return runtime.trimmer
 
 
 def health(payload: object, call: Call) -> dict[str, Any]:
@@ -214,6 +321,17 @@ def health(payload: object, call: Call) -> dict[str, Any]:
             "max_total_chars": settings.max_total_chars,
         },
         "deadline": {"policy": settings.deadline_policy, "margin_ms": settings.deadline_margin_ms},
+        "long_documents": settings.long_documents,
+        "max_batch_requests": settings.max_batch_requests,
+        "auth": settings.auth_mode,
+        "score_cache": {
+            "enabled": runtime.cache.enabled,
+            "capacity": runtime.cache.capacity,
+            "entries": len(runtime.cache),
+            "hits": runtime.cache.hits,
+            "misses": runtime.cache.misses,
+            "evictions": runtime.cache.evictions,
+        },
     }
 
 
@@ -229,12 +347,14 @@ ROUTER = Router(
     [
         Route("POST", "/rerank", rerank),
         Route("GET", "/health", health, reads_body=False),
+        Route("POST", "/v1/rerank", rerank_cohere_v1, error_style="cohere"),
+        Route("POST", "/v2/rerank", rerank_cohere_v2, error_style="cohere"),
     ]
 )
 
 
 def select_direct_operation(event: object) -> adapters.Operation:
-    """Direct invokes carry the request itself; batch shapes ({"requests"}, {"Items"}) will branch here."""
+    """Direct invokes carry the request itself; rerank() also answers the batch shapes ({"requests"}, {"Items"})."""
     return rerank
 
 
@@ -267,6 +387,7 @@ def handle_http(event: Mapping[str, Any], context: Any, shape: adapters.CallerSh
     style = ROUTER.error_style(request.path)
     try:
         route = ROUTER.resolve(request.method, request.path)
+        authenticate(request.headers)
         payload = adapters.read_json_body(request) if route.reads_body else None
         call = Call(
             shape=shape, context=context, headers=request.headers, correlation_id=request.correlation_id

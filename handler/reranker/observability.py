@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from aws_lambda_powertools import Logger, Metrics
@@ -24,7 +25,14 @@ PRE_TRUNCATED_PASSAGES = "PreTruncatedPassages"
 INVALID_REQUESTS = "InvalidRequests"  # 4xx, dimension ErrorType
 SERVER_ERRORS = "ServerErrors"  # 5xx, dimension ErrorType
 MODEL_LOAD_TIME = "ModelLoadTime"
-DEADLINE_FALLBACKS = "DeadlineFallbacks"
+DEADLINE_FALLBACKS = "DeadlineFallbacks"  # requests answered with unscored passages appended
+UNSCORED_PASSAGES = "UnscoredPassages"  # passages the deadline left unscored
+WINDOWS = "Windows"  # model runs: one per passage, more for long documents in window mode
+SCORE_CACHE_HITS = "ScoreCacheHits"
+SCORE_CACHE_MISSES = "ScoreCacheMisses"
+SCORE_CACHE_HIT_RATE = "ScoreCacheHitRate"  # percent of looked-up passages, per invocation
+BATCH_REQUESTS = "BatchRequests"  # requests in one {"requests"} / {"Items"} invocation
+BATCH_ITEM_ERRORS = "BatchItemErrors"  # items answered with an error in place
 ERROR_TYPE_DIMENSION = "ErrorType"
 
 logger = Logger(service=SERVICE_NAME)
@@ -130,3 +138,66 @@ def reset() -> None:
     cold_start.is_cold_start = True
     logger_module.is_cold_start = True
     logger.clear_state()
+
+
+# --- per-invocation rerank counters -------------------------------------------------------------------
+
+
+@dataclass
+class RerankTally:
+    """What one invocation scored (one request, or every item of a batch), emitted once as metrics and log keys."""
+
+    requests: int = 0
+    passages: int = 0
+    tokens: int = 0
+    windows: int = 0
+    truncated: int = 0
+    pre_truncated: int = 0
+    unscored: int = 0
+    deadline_fallbacks: int = 0
+    cache_hits: int = 0
+    cache_lookups: int = 0
+    item_errors: int = 0
+    returned: int = 0
+    tokenize_seconds: float = 0.0
+    inference_seconds: float = 0.0
+    cache_enabled: bool = False
+    batch_size: int | None = None  # requests in a batch invocation; None for a single request
+    position: int | None = None  # the batch item being scored, for log lines
+
+    def emit(self) -> None:
+        count = MetricUnit.Count
+        metrics.add_metric(name=PASSAGES, unit=count, value=self.passages)
+        metrics.add_metric(name=TOKENS, unit=count, value=self.tokens)
+        metrics.add_metric(name=WINDOWS, unit=count, value=self.windows)
+        metrics.add_metric(name=TRUNCATED_PASSAGES, unit=count, value=self.truncated)
+        metrics.add_metric(name=PRE_TRUNCATED_PASSAGES, unit=count, value=self.pre_truncated)
+        if self.deadline_fallbacks:
+            metrics.add_metric(name=DEADLINE_FALLBACKS, unit=count, value=self.deadline_fallbacks)
+            metrics.add_metric(name=UNSCORED_PASSAGES, unit=count, value=self.unscored)
+        if self.cache_enabled and self.cache_lookups:
+            metrics.add_metric(name=SCORE_CACHE_HITS, unit=count, value=self.cache_hits)
+            metrics.add_metric(
+                name=SCORE_CACHE_MISSES, unit=count, value=self.cache_lookups - self.cache_hits
+            )
+            rate = 100.0 * self.cache_hits / self.cache_lookups
+            metrics.add_metric(name=SCORE_CACHE_HIT_RATE, unit=MetricUnit.Percent, value=rate)
+        if self.batch_size is not None:
+            metrics.add_metric(name=BATCH_REQUESTS, unit=count, value=self.batch_size)
+            metrics.add_metric(name=BATCH_ITEM_ERRORS, unit=count, value=self.item_errors)
+        keys: dict[str, object] = {
+            "passages": self.passages,
+            "tokens": self.tokens,
+            "windows": self.windows,
+            "truncated": self.truncated,
+            "pre_truncated": self.pre_truncated,
+            "unscored": self.unscored,
+            "returned": self.returned,
+            "tokenize_ms": round(self.tokenize_seconds * 1000, 2),
+            "inference_ms": round(self.inference_seconds * 1000, 2),
+        }
+        if self.cache_enabled:
+            keys["cache_hits"] = self.cache_hits
+        if self.batch_size is not None:
+            keys.update(batch_requests=self.batch_size, batch_item_errors=self.item_errors)
+        logger.append_keys(**keys)

@@ -8,14 +8,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reranker.config import Settings
+from reranker.config import LongDocuments, Settings
 from reranker.errors import InvalidRequest, PayloadTooLarge
 
 type JsonScalar = str | int | float | bool | None
 
 # Every field the native request may carry; anything else is rejected so that a typo
 # ("top_n", "documents", "metadata") fails loudly instead of being ignored.
-REQUEST_FIELDS = ("query", "passages", "top_k", "return_text", "correlation_id")
+REQUEST_FIELDS = ("query", "passages", "top_k", "return_text", "long_documents", "correlation_id")
+LONG_DOCUMENT_MODES: tuple[LongDocuments, ...] = ("truncate", "window")
 PASSAGE_FIELDS = ("id", "text", "meta")
 MAX_CORRELATION_ID_CHARS = 128
 
@@ -65,6 +66,7 @@ class RerankRequest:
     top_k: int | None = None
     return_text: bool = True
     correlation_id: str | None = None
+    long_documents: LongDocuments | None = None  # None: the deployment's LONG_DOCUMENTS
 
     @property
     def pre_truncated(self) -> int:
@@ -123,6 +125,10 @@ def parse_rerank_request(payload: object, limits: Limits) -> RerankRequest:
     if not isinstance(return_text, bool):
         raise InvalidRequest(f"return_text must be true or false, got {_json_type(return_text)}")
 
+    long_documents = payload.get("long_documents")
+    if long_documents is not None and long_documents not in LONG_DOCUMENT_MODES:
+        raise InvalidRequest(f"long_documents must be one of {', '.join(LONG_DOCUMENT_MODES)}")
+
     correlation_id = payload.get("correlation_id")
     if correlation_id is not None and (
         not isinstance(correlation_id, str) or not 0 < len(correlation_id) <= MAX_CORRELATION_ID_CHARS
@@ -138,6 +144,7 @@ def parse_rerank_request(payload: object, limits: Limits) -> RerankRequest:
         top_k=top_k,
         return_text=return_text,
         correlation_id=correlation_id,
+        long_documents=long_documents,
     )
 
 
@@ -201,10 +208,13 @@ def build_rerank_response(
     model: str,
     tokens: int,
     truncated: int,
+    windows: int | None = None,
+    cached: int | None = None,
 ) -> dict[str, Any]:
     """Rank scored passages (ties keep input order), cut to top_k, append unscored ones unranked.
 
-    ``scores`` is in the caller's order; ``None`` marks a passage the deadline left unscored.
+    ``scores`` is in the caller's order; ``None`` marks a passage the deadline left unscored. ``usage``
+    counts the model runs (``windows``: one per passage, more in window mode) and the cache hits when given.
     """
     if len(scores) != len(request.passages):
         raise ValueError(f"got {len(scores)} scores for {len(request.passages)} passages")
@@ -221,11 +231,12 @@ def build_rerank_response(
         result = _result(passage, None, request.return_text)
         result["reranked"] = False
         results.append(result)
-    return {
-        "model": model,
-        "results": results,
-        "usage": {"passages": len(request.passages), "tokens": tokens, "truncated": truncated},
-    }
+    usage: dict[str, int] = {"passages": len(request.passages), "tokens": tokens, "truncated": truncated}
+    if windows is not None:
+        usage["windows"] = windows
+    if cached is not None:
+        usage["cached"] = cached
+    return {"model": model, "results": results, "usage": usage}
 
 
 def _result(passage: Passage, score: float | None, return_text: bool) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+
 from reranker import adapters
 from reranker.adapters import Call, HttpRequest, Route, Router
 from reranker.errors import (
@@ -19,7 +20,6 @@ from reranker.errors import (
     RouteNotFound,
     UnsupportedMediaType,
 )
-
 from tests.events import caller_of, event_files, load_event
 
 

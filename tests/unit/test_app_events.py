@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from reranker import adapters
 from reranker.errors import DeadlineExceeded, InternalError, ModelDownloadFailed, ModelUnavailable
-
 from tests.events import EXPECTED, caller_of, event_files, load_event, run
 from tools.invoke import LocalContext
 

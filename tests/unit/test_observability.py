@@ -12,8 +12,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from reranker import observability
 
+from reranker import observability
 from tests.events import load_event, run
 from tools.invoke import LocalContext
 

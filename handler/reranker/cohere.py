@@ -1,0 +1,258 @@
+"""Cohere's rerank wire format (v1 and v2) <-> native requests and responses, so switching is a base URL change."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from tokenizers import Tokenizer
+
+from reranker.engine import LongDocuments, load_tokenizer
+from reranker.errors import InvalidRequest, RerankerError
+from reranker.schemas import Limits, RerankRequest, parse_rerank_request
+
+type ApiVersion = Literal[1, 2]
+
+# Fields each version defines. Anything else is ignored (and its name logged by the app), as newer SDKs
+# add optional fields (v2 "priority") that must not break a drop-in endpoint.
+V1_FIELDS = ("model", "query", "documents", "top_n", "rank_fields", "return_documents", "max_chunks_per_doc")
+V2_FIELDS = ("model", "query", "documents", "top_n", "max_tokens_per_doc", "priority")
+# Older v2 SDKs still send these; honouring them costs nothing.
+V2_LEGACY_FIELDS = ("rank_fields", "return_documents")
+MAX_CHUNKS_PER_DOC_LIMIT = 10_000
+MAX_TOKENS_PER_DOC_LIMIT = 1_000_000
+# Native wording in the shared validation messages, and what a Cohere caller calls the same thing.
+_COHERE_WORDS = (("passages", "documents"), ("top_k", "top_n"), ("return_text", "return_documents"))
+
+
+@dataclass(frozen=True)
+class CohereRequest:
+    """A Cohere rerank request: the native request it maps to and what only the Cohere answer needs."""
+
+    version: ApiVersion
+    native: RerankRequest
+    documents: tuple[object, ...]  # as sent, for return_documents
+    model: str | None = None
+    return_documents: bool = False
+    long_documents: LongDocuments | None = None  # v1 max_chunks_per_doc -> "window"
+    max_chunks_per_doc: int | None = None
+    max_tokens_per_doc: int | None = None
+    ignored_fields: tuple[str, ...] = ()
+
+
+def parse_cohere_request(payload: object, version: ApiVersion, limits: Limits) -> CohereRequest:
+    """Validate a decoded v1 / v2 body; raise InvalidRequest (400) or PayloadTooLarge (413) in Cohere words."""
+    if not isinstance(payload, Mapping):
+        raise InvalidRequest("request body must be a JSON object")
+    known = V1_FIELDS if version == 1 else V2_FIELDS + V2_LEGACY_FIELDS
+    ignored = tuple(str(key)[:40] for key in payload if key not in known)
+    present = {key: value for key, value in payload.items() if key in known and value is not None}
+
+    model = present.get("model")
+    if model is not None and not isinstance(model, str):
+        raise InvalidRequest("model must be a string")
+    if "query" not in present:
+        raise InvalidRequest("query is required")
+    if "documents" not in present:
+        raise InvalidRequest("documents is required (a list of strings or objects)")
+    documents = present["documents"]
+    if not isinstance(documents, list):
+        raise InvalidRequest("documents must be a list")
+    rank_fields = _rank_fields(present.get("rank_fields"))
+    return_documents = present.get("return_documents", False)
+    if not isinstance(return_documents, bool):
+        raise InvalidRequest("return_documents must be true or false")
+    max_chunks = _optional_positive_int(present, "max_chunks_per_doc", MAX_CHUNKS_PER_DOC_LIMIT)
+    max_tokens = _optional_positive_int(present, "max_tokens_per_doc", MAX_TOKENS_PER_DOC_LIMIT)
+
+    texts = [_document_text(index, document, rank_fields) for index, document in enumerate(documents)]
+    native_payload: dict[str, object] = {"query": present["query"], "passages": texts, "return_text": False}
+    if "top_n" in present:
+        native_payload["top_k"] = present["top_n"]
+    try:
+        native = parse_rerank_request(native_payload, limits)
+    except RerankerError as exc:
+        raise type(exc)(_in_cohere_words(exc.public_message)) from exc
+    return CohereRequest(
+        version=version,
+        native=native,
+        documents=tuple(documents),
+        model=model,
+        return_documents=return_documents,
+        long_documents="window" if max_chunks is not None else None,
+        max_chunks_per_doc=max_chunks,
+        max_tokens_per_doc=max_tokens,
+        ignored_fields=ignored,
+    )
+
+
+def _in_cohere_words(message: str) -> str:
+    for native, cohere in _COHERE_WORDS:
+        message = message.replace(native, cohere)
+    return message
+
+
+def _optional_positive_int(present: Mapping[str, object], name: str, limit: int) -> int | None:
+    value = present.get(name)
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= limit:
+        raise InvalidRequest(f"{name} must be an integer between 1 and {limit}")
+    return value
+
+
+def _rank_fields(value: object) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(item, str) for item in value):
+        raise InvalidRequest("rank_fields must be a non-empty list of strings")
+    return tuple(value)
+
+
+def _document_text(index: int, document: object, rank_fields: tuple[str, ...] | None) -> str:
+    """What the model scores: the string itself; an object's text; or its rank_fields as 'key: value' lines."""
+    if isinstance(document, str):
+        return document
+    if not isinstance(document, Mapping):
+        raise InvalidRequest(f"documents[{index}] must be a string or an object")
+    if rank_fields is None:
+        text = document.get("text")
+        if not isinstance(text, str):
+            raise InvalidRequest(
+                f"documents[{index}] has no string 'text' field; send it or name fields with rank_fields"
+            )
+        return text
+    lines = [f"{name}: {_field_text(document[name])}" for name in rank_fields if name in document]
+    if not lines:
+        raise InvalidRequest(f"documents[{index}] has none of the rank_fields")
+    return "\n".join(lines)
+
+
+def _field_text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, allow_nan=False, default=str)
+
+
+# --- token budgets: max_tokens_per_doc (v2) and max_chunks_per_doc (v1) ------------------------------------
+
+
+class DocumentTrimmer:
+    """Cuts a document at a word boundary so it holds at most N model tokens.
+
+    v2 ``max_tokens_per_doc`` is that cut. v1 ``max_chunks_per_doc`` is the cut that leaves exactly as many
+    tokens as that many overlapping windows cover (the engine's window geometry: query + 3 special tokens
+    beside each window, ``window_overlap_tokens`` shared between neighbours).
+    """
+
+    def __init__(self, tokenizer: Tokenizer, *, max_length: int, window_overlap_tokens: int) -> None:
+        self._tokenizer = tokenizer
+        self._tokenizer.no_truncation()
+        self._tokenizer.no_padding()
+        self.max_length = max_length
+        self.window_overlap_tokens = window_overlap_tokens
+
+    @classmethod
+    def from_model_dir(
+        cls, model_dir: Path, *, max_length: int, window_overlap_tokens: int
+    ) -> DocumentTrimmer:
+        tokenizer, _ = load_tokenizer(model_dir, max_length)
+        limit = tokenizer.truncation["max_length"] if tokenizer.truncation else max_length
+        return cls(tokenizer, max_length=int(limit), window_overlap_tokens=window_overlap_tokens)
+
+    def window_budget(self, query: str, chunks: int) -> int:
+        """How many passage tokens ``chunks`` windows cover beside this query."""
+        query_tokens = min(
+            len(self._tokenizer.encode(query, add_special_tokens=False).ids), self.max_length // 2
+        )
+        room = self.max_length - query_tokens - 3
+        step = max(1, room - min(self.window_overlap_tokens, room // 2))
+        return room + (chunks - 1) * step
+
+    def trim(self, texts: Sequence[str], max_tokens: int) -> list[str]:
+        """Each text cut to at most ``max_tokens`` tokens; texts that surely fit are not even tokenized."""
+        trimmed = list(texts)
+        # A token covers at least one character, so a text of at most max_tokens characters fits.
+        long_indices = [index for index, text in enumerate(texts) if len(text) > max_tokens]
+        if not long_indices:
+            return trimmed
+        encodings = self._tokenizer.encode_batch(
+            [texts[index] for index in long_indices], add_special_tokens=False
+        )
+        for index, encoding in zip(long_indices, encodings, strict=True):
+            if len(encoding.ids) <= max_tokens:
+                continue
+            cut = max_tokens  # the first token that does not fit; back off to its word's first token
+            word_ids = encoding.word_ids
+            while cut > 0 and word_ids[cut] is not None and word_ids[cut] == word_ids[cut - 1]:
+                cut -= 1
+            if cut == 0:  # one word longer than the budget: cut inside it
+                cut = max_tokens
+            trimmed[index] = texts[index][: encoding.offsets[cut][0]].rstrip()
+        return trimmed
+
+
+def apply_token_budgets(
+    request: CohereRequest, trimmer: DocumentTrimmer | None, window_max_per_passage: int
+) -> RerankRequest:
+    """The native request with documents pre-truncated to the request's token budget, if it set one."""
+    native = request.native
+    if trimmer is None or not native.passages:
+        return native
+    budget: int | None = request.max_tokens_per_doc
+    if request.max_chunks_per_doc is not None and request.max_chunks_per_doc < window_max_per_passage:
+        chunk_budget = trimmer.window_budget(native.query, request.max_chunks_per_doc)
+        budget = chunk_budget if budget is None else min(budget, chunk_budget)
+    if budget is None:
+        return native
+    texts = trimmer.trim(native.scored_texts, budget)
+    passages = tuple(
+        passage if text == passage.scored_text else replace(passage, scored_text=text)
+        for passage, text in zip(native.passages, texts, strict=True)
+    )
+    return replace(native, passages=passages)
+
+
+# --- answers ------------------------------------------------------------------------------------------------
+
+
+def search_units(documents: int) -> int:
+    """Cohere bills one search unit per query of up to 100 documents."""
+    return max(1, math.ceil(documents / 100))
+
+
+def build_cohere_response(
+    request: CohereRequest, native_response: Mapping[str, Any], response_id: str
+) -> dict[str, Any]:
+    """Cohere's answer from the native one (already ranked and cut to top_n).
+
+    Passages the deadline left unscored come last with relevance_score 0.0 (every Cohere client requires a
+    number) and a ``meta.warnings`` entry says how many.
+    """
+    results: list[dict[str, Any]] = []
+    unscored = 0
+    for item in native_response["results"]:
+        score = item["score"]
+        if score is None:
+            unscored += 1
+        result: dict[str, Any] = {"index": item["index"], "relevance_score": 0.0 if score is None else score}
+        if request.return_documents:
+            document = request.documents[item["index"]]
+            result["document"] = {"text": document} if isinstance(document, str) else document
+        results.append(result)
+    meta: dict[str, Any] = {
+        "api_version": {"version": str(request.version)},
+        "billed_units": {"search_units": search_units(len(request.documents))},
+    }
+    if unscored:
+        meta["warnings"] = [
+            f"{unscored} documents were not scored before the deadline; they are returned last, in input "
+            "order, with relevance_score 0"
+        ]
+    return {"id": response_id, "results": results, "meta": meta}

@@ -1,0 +1,186 @@
+"""The warm score cache: keys that cannot collide, LRU eviction within a byte budget, and exact scores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reranker.engine import CrossEncoder, EngineOptions
+from reranker.score_cache import ENTRY_BYTES, ScoreCache, score_with_cache
+from tests.models import fixture_model
+
+PASSAGES = [f"passage {index} about airships and the weather in spring" for index in range(12)]
+
+
+@pytest.fixture(scope="module")
+def int8() -> CrossEncoder:
+    return CrossEncoder.load(fixture_model("int8"))
+
+
+class CountingEngine:
+    """Wraps the engine and records which passages reached it."""
+
+    def __init__(self, engine: CrossEncoder) -> None:
+        self.engine = engine
+        self.scored: list[list[str]] = []
+        self.options = engine.options
+        self.sha256 = engine.sha256
+
+    def describe(self) -> dict[str, object]:
+        return self.engine.describe()
+
+    def score(self, query: str, passages: list[str], **kwargs: object) -> object:
+        self.scored.append(list(passages))
+        return self.engine.score(query, passages, **kwargs)  # type: ignore[arg-type]
+
+
+# --- keys ------------------------------------------------------------------------------------------
+
+
+@given(st.text(max_size=20), st.text(max_size=20), st.text(max_size=20), st.text(max_size=20))
+def test_different_pairs_never_share_a_key(
+    query_a: str, passage_a: str, query_b: str, passage_b: str
+) -> None:
+    namespace = ScoreCache.namespace("sha", "truncate", 512)
+    same = (query_a, passage_a) == (query_b, passage_b)
+    key_a = ScoreCache.key(namespace, query_a, passage_a)
+    assert (key_a == ScoreCache.key(namespace, query_b, passage_b)) == same
+
+
+def test_separator_characters_in_text_cannot_forge_a_key() -> None:
+    namespace = ScoreCache.namespace("sha", "truncate", 512)
+    assert ScoreCache.key(namespace, "a\x00b", "c") != ScoreCache.key(namespace, "a", "b\x00c")
+    assert ScoreCache.key(namespace, "ab", "c") != ScoreCache.key(namespace, "a", "bc")
+
+
+def test_model_mode_and_length_are_part_of_the_key() -> None:
+    keys = {
+        ScoreCache.key(ScoreCache.namespace(sha, mode, length), "q", "p")
+        for sha in ("model-a", "model-b")
+        for mode in ("truncate", "window")
+        for length in (256, 512)
+    }
+    assert len(keys) == 8
+
+
+# --- the LRU ---------------------------------------------------------------------------------------
+
+
+def test_size_comes_from_megabytes_and_zero_means_off() -> None:
+    assert ScoreCache.from_megabytes(1).capacity == 1024 * 1024 // ENTRY_BYTES
+    off = ScoreCache.from_megabytes(0)
+    assert not off.enabled
+    lookup = off.lookup(b"ns", "q", ["a", "b"])
+    assert lookup.scores == [None, None]
+    off.store(b"k", 0.5)
+    assert len(off) == 0
+
+
+def test_least_recently_used_entry_is_evicted_first() -> None:
+    # Given room for two entries
+    cache = ScoreCache(2 * ENTRY_BYTES)
+    namespace = ScoreCache.namespace("sha", "truncate", 512)
+    first, second, third = (cache.key(namespace, "q", text) for text in ("a", "b", "c"))
+    cache.store(first, 0.1)
+    cache.store(second, 0.2)
+    # When "a" is read (so "b" becomes the oldest) and "c" arrives
+    assert cache.lookup(namespace, "q", ["a"]).scores == [0.1]
+    cache.store(third, 0.3)
+    # Then "b" is gone, "a" and "c" stay
+    assert cache.lookup(namespace, "q", ["a", "b", "c"]).scores == [0.1, None, 0.3]
+    assert cache.evictions == 1
+    assert len(cache) == 2
+    assert (cache.hits, cache.misses) == (3, 1)
+
+
+# --- with the engine -------------------------------------------------------------------------------
+
+
+def test_cached_scores_are_identical_to_uncached_ones(int8: CrossEncoder) -> None:
+    cache = ScoreCache.from_megabytes(1)
+    uncached = int8.score("which airship", PASSAGES).scores
+    miss = score_with_cache(int8, cache, "which airship", PASSAGES, long_documents="truncate")
+    hit = score_with_cache(int8, cache, "which airship", PASSAGES, long_documents="truncate")
+    assert miss.hits == 0
+    assert hit.hits == len(PASSAGES)
+    assert miss.report.scores == uncached
+    assert hit.report.scores == uncached  # bit-identical: int8 scores do not depend on batch neighbours
+
+
+def test_only_misses_reach_the_engine_and_the_merge_keeps_the_callers_order(int8: CrossEncoder) -> None:
+    cache = ScoreCache.from_megabytes(1)
+    engine = CountingEngine(int8)
+    score_with_cache(engine, cache, "q", PASSAGES[:4], long_documents="truncate")  # type: ignore[arg-type]
+    mixed = [PASSAGES[5], PASSAGES[1], PASSAGES[6], PASSAGES[3]]
+    result = score_with_cache(engine, cache, "q", mixed, long_documents="truncate")  # type: ignore[arg-type]
+    assert engine.scored[-1] == [PASSAGES[5], PASSAGES[6]]
+    assert result.hits == 2
+    assert result.report.scores == int8.score("q", mixed).scores
+
+
+def test_modes_do_not_share_entries(int8: CrossEncoder) -> None:
+    cache = ScoreCache.from_megabytes(1)
+    score_with_cache(int8, cache, "q", PASSAGES[:3], long_documents="truncate")
+    windowed = score_with_cache(int8, cache, "q", PASSAGES[:3], long_documents="window")
+    assert windowed.hits == 0
+
+
+def test_unscored_passages_are_not_cached(int8: CrossEncoder) -> None:
+    cache = ScoreCache.from_megabytes(1)
+    stopped = score_with_cache(
+        int8, cache, "q", PASSAGES[:3], long_documents="truncate", should_stop=lambda: True
+    )
+    assert stopped.report.scores == [None, None, None]
+    assert len(cache) == 0
+
+
+def test_disabled_cache_passes_straight_to_the_engine(int8: CrossEncoder) -> None:
+    result = score_with_cache(int8, ScoreCache(0), "q", PASSAGES[:3], long_documents="truncate")
+    assert result.report.scores == int8.score("q", PASSAGES[:3]).scores
+    assert result.hits == 0
+
+
+def test_window_options_are_part_of_the_key() -> None:
+    cache = ScoreCache.from_megabytes(1)
+    wide = CrossEncoder.load(fixture_model("int8"), EngineOptions(window_max_per_passage=8))
+    narrow = CrossEncoder.load(fixture_model("int8"), EngineOptions(window_max_per_passage=2))
+    score_with_cache(wide, cache, "q", PASSAGES[:2], long_documents="window")
+    assert score_with_cache(narrow, cache, "q", PASSAGES[:2], long_documents="window").hits == 0
+    assert score_with_cache(wide, cache, "q", PASSAGES[:2], long_documents="window").hits == 2
+
+
+# --- wired into the handler ------------------------------------------------------------------------
+
+
+def test_handler_answers_a_repeat_from_the_cache_with_identical_scores(configure: Any, output: Any) -> None:
+    from tools.invoke import LocalContext
+
+    cold = configure(SCORE_CACHE_MB="0", force=True).lambda_handler(
+        {"query": "which airship", "passages": PASSAGES}, LocalContext()
+    )
+    app = configure(SCORE_CACHE_MB="1", force=True)
+    output()
+    miss = app.lambda_handler({"query": "which airship", "passages": PASSAGES}, LocalContext())
+    hit = app.lambda_handler({"query": "which airship", "passages": PASSAGES}, LocalContext())
+    _, lines = output()
+    assert miss["results"] == hit["results"] == cold["results"]
+    assert (miss["usage"]["cached"], hit["usage"]["cached"]) == (0, len(PASSAGES))
+    assert "cached" not in cold["usage"]
+    rates = [value for line in lines if "ScoreCacheHitRate" in line for value in line["ScoreCacheHitRate"]]
+    assert rates == [0.0, 100.0]
+    health = app.health(None, None)["score_cache"]
+    assert (health["enabled"], health["entries"], health["hits"]) == (True, len(PASSAGES), len(PASSAGES))
+
+
+def test_off_switch_emits_no_cache_metrics(configure: Any, output: Any) -> None:
+    from tools.invoke import LocalContext
+
+    app = configure(SCORE_CACHE_MB="0")
+    output()
+    app.lambda_handler({"query": "q", "passages": PASSAGES[:2]}, LocalContext())
+    text, _ = output()
+    assert "ScoreCache" not in text
+    assert app.STATE.runtime.cache.enabled is False
