@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +32,8 @@ FLASHRANK_ONNX_FILES = {
 REQUIRED_JSON_FILES = ("config.json", "tokenizer_config.json", "special_tokens_map.json")
 # Operators that dynamic int8 quantization inserts; their activation scale spans the whole batch tensor.
 DYNAMIC_QUANTIZATION_OPS = (b"DynamicQuantizeLinear", b"MatMulInteger", b"DynamicQuantizeMatMul")
+# Runs queued per worker thread: enough to keep it busy, few enough that should_stop() still bites.
+IN_FLIGHT_PER_WORKER = 4
 
 
 @dataclass(frozen=True)
@@ -75,9 +78,16 @@ class _Pending:
 class _Accumulator:
     scores: list[float | None]
     windows: int = 0
-    seconds: float = 0.0
     best: dict[int, float] = field(default_factory=dict)
     runs_scored: dict[int, int] = field(default_factory=dict)
+
+
+def sigmoid(logit: float) -> float:
+    """Overflow-free logistic function of one logit, identical to stable_sigmoid's element."""
+    if logit >= 0:
+        return 1.0 / (1.0 + math.exp(-logit))
+    exp_logit = math.exp(logit)
+    return exp_logit / (1.0 + exp_logit)
 
 
 def stable_sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -256,9 +266,13 @@ class CrossEncoder:
         started = time.perf_counter()
         pending, truncated = self._encode(query, passages, long_documents or self.options.long_documents)
         tokenize_seconds = time.perf_counter() - started
-
+        # Tokenizing in chunks while workers run the previous chunk was measured slower (both cores are
+        # already busy): tokenize once, in parallel, then run.
         accumulator = _Accumulator(scores=[None] * len(passages))
-        self._run(pending, accumulator, should_stop)
+        in_flight: deque[tuple[list[_Pending], Future[np.ndarray]]] = deque()
+        self._run(pending, accumulator, in_flight, should_stop)
+        for batch, future in in_flight:
+            self._record(batch, future.result(), accumulator)
         runs_needed: dict[int, int] = {}
         for run in pending:
             runs_needed[run.passage] = runs_needed.get(run.passage, 0) + 1
@@ -272,7 +286,7 @@ class CrossEncoder:
             truncated=truncated,
             windows=accumulator.windows,
             tokenize_seconds=tokenize_seconds,
-            inference_seconds=accumulator.seconds,
+            inference_seconds=time.perf_counter() - started - tokenize_seconds,
         )
 
     def _encode(self, query: str, passages: Sequence[str], mode: LongDocuments) -> tuple[list[_Pending], int]:
@@ -336,15 +350,20 @@ class CrossEncoder:
             yield ordered[start : start + size]
 
     def _feed(self, batch: list[_Pending]) -> dict[str, np.ndarray]:
-        longest = max(len(run.ids) for run in batch)
-        ids = np.full((len(batch), longest), self._pad_id, dtype=np.int64)
-        type_ids = np.zeros((len(batch), longest), dtype=np.int64)
-        mask = np.zeros((len(batch), longest), dtype=np.int64)
-        for row, run in enumerate(batch):
-            length = len(run.ids)
-            ids[row, :length] = run.ids
-            type_ids[row, :length] = run.type_ids
-            mask[row, :length] = 1
+        if len(batch) == 1:  # the int8 hot path: no padding, so no fill-and-copy
+            ids = np.array([batch[0].ids], dtype=np.int64)
+            type_ids = np.array([batch[0].type_ids], dtype=np.int64)
+            mask = np.ones_like(ids)
+        else:
+            longest = max(len(run.ids) for run in batch)
+            ids = np.full((len(batch), longest), self._pad_id, dtype=np.int64)
+            type_ids = np.zeros((len(batch), longest), dtype=np.int64)
+            mask = np.zeros((len(batch), longest), dtype=np.int64)
+            for row, run in enumerate(batch):
+                length = len(run.ids)
+                ids[row, :length] = run.ids
+                type_ids[row, :length] = run.type_ids
+                mask[row, :length] = 1
         feed = {"input_ids": ids}
         if "attention_mask" in self._input_names:
             feed["attention_mask"] = mask
@@ -356,28 +375,31 @@ class CrossEncoder:
         return np.asarray(self._session.run(None, self._feed(batch))[0])
 
     def _run(
-        self, pending: list[_Pending], accumulator: _Accumulator, should_stop: Callable[[], bool] | None
+        self,
+        pending: list[_Pending],
+        accumulator: _Accumulator,
+        in_flight: deque[tuple[list[_Pending], Future[np.ndarray]]],
+        should_stop: Callable[[], bool] | None,
     ) -> None:
-        started = time.perf_counter()
-        in_flight: deque[tuple[list[_Pending], Future[np.ndarray]]] = deque()
+        """Run (or hand to the workers) every batch of pending, until should_stop() says stop."""
         for batch in self._batches(pending):
             if should_stop is not None and should_stop():
-                break
+                return
             if self._pool is None:
                 self._record(batch, self._infer(batch), accumulator)
                 continue
             in_flight.append((batch, self._pool.submit(self._infer, batch)))
-            if len(in_flight) >= self.options.parallel_runs:
+            if len(in_flight) >= IN_FLIGHT_PER_WORKER * self.options.parallel_runs:
                 done, future = in_flight.popleft()
                 self._record(done, future.result(), accumulator)
-        for done, future in in_flight:
-            self._record(done, future.result(), accumulator)
-        accumulator.seconds = time.perf_counter() - started
 
     @staticmethod
     def _record(batch: list[_Pending], logits: np.ndarray, accumulator: _Accumulator) -> None:
-        for run, score in zip(batch, logits_to_scores(logits), strict=True):
-            value = float(score)
+        # One pair, one logit (the int8 hot path): plain floats beat five numpy calls on a 1x1 array.
+        scores = (
+            [sigmoid(float(logits[0, 0]))] if logits.shape == (1, 1) else logits_to_scores(logits).tolist()
+        )
+        for run, value in zip(batch, scores, strict=True):
             previous = accumulator.best.get(run.passage)
             accumulator.best[run.passage] = value if previous is None else max(previous, value)
             accumulator.runs_scored[run.passage] = accumulator.runs_scored.get(run.passage, 0) + 1
