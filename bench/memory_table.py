@@ -1,8 +1,9 @@
-"""Latency per onnxruntime thread setting, and what it implies for Lambda memory size and cost.
+"""Latency per vCPU setting, and what it implies for Lambda memory size and cost.
 
     .venv/bin/python -m bench.memory_table [--passages 50] [--trials 30]
 
-Measured here: warm p50 of one request with 1 and 2 intra-op threads, interleaved. Lambda gives a full vCPU
+Measured here: warm p50 of one request with the engine's default for 1 vCPU (one run at a time) and for
+2 vCPUs (two runs in flight, ENGINE_PARALLEL_RUNS=2), interleaved. Lambda gives a full vCPU
 at 1769 MB and two at 3538 MB; below 1769 MB the CPU share shrinks in proportion, so those rows scale the
 1-thread time by 1769 / memory (an estimate, marked as such). Cost uses Lambda's arm64 price.
 """
@@ -39,8 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=30)
     args = parser.parse_args(argv)
     encoders = {
-        threads: CrossEncoder.load(args.model_dir, EngineOptions(intra_op_threads=threads))
-        for threads in (1, 2)
+        vcpus: CrossEncoder.load(args.model_dir, EngineOptions(parallel_runs=vcpus)) for vcpus in (1, 2)
     }
     requests = [CorpusGenerator(seed=21).request(args.passages) for _ in range(args.trials)]
     timings: dict[int, list[float]] = {1: [], 2: []}
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.passages} passages per request, int8 nano fixture, warm p50 over {args.trials} interleaved trials"
     )
     print(
-        "| Lambda memory | ORT threads | latency p50 (ms) | billed GB-s per request | USD per million requests |"
+        "| Lambda memory | vCPUs (runs in flight) | latency p50 (ms) | billed GB-s per request | USD per million requests |"
     )
     print("|---:|---:|---:|---:|---:|")
     for memory, threads in ROWS:
