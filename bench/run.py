@@ -182,8 +182,9 @@ def fresh_process(code: str) -> dict[str, float]:
     return result
 
 
-def cold_starts(model_dir: Path, threads: int, parallel: int, runs: int) -> dict[str, list[dict[str, float]]]:
-    template_values = {
+def child_values(model_dir: Path, threads: int, parallel: int) -> dict[str, object]:
+    """What the fresh-process scripts are formatted with."""
+    return {
         "parallel": parallel,
         "handler": str(REPO / "handler"),
         "repo": str(REPO),
@@ -192,23 +193,19 @@ def cold_starts(model_dir: Path, threads: int, parallel: int, runs: int) -> dict
         "name": MODEL_NAME,
         "cache": str(model_dir.parent),
     }
+
+
+def cold_starts(model_dir: Path, threads: int, parallel: int, runs: int) -> dict[str, list[dict[str, float]]]:
+    values = child_values(model_dir, threads, parallel)
     results: dict[str, list[dict[str, float]]] = {"ours": [], "flashrank": []}
     for _ in range(runs):
-        results["ours"].append(fresh_process(COLD_START_OURS.format(**template_values)))
-        results["flashrank"].append(fresh_process(COLD_START_FLASHRANK.format(**template_values)))
+        results["ours"].append(fresh_process(COLD_START_OURS.format(**values)))
+        results["flashrank"].append(fresh_process(COLD_START_FLASHRANK.format(**values)))
     return results
 
 
 def peak_rss(model_dir: Path, threads: int, parallel: int) -> dict[str, dict[str, float]]:
-    values = {
-        "parallel": parallel,
-        "handler": str(REPO / "handler"),
-        "repo": str(REPO),
-        "model": str(model_dir),
-        "threads": threads,
-        "name": MODEL_NAME,
-        "cache": str(model_dir.parent),
-    }
+    values = child_values(model_dir, threads, parallel)
     return {
         "ours": fresh_process(PEAK_RSS.format(flashrank=False, **values)),
         "flashrank": fresh_process(PEAK_RSS.format(flashrank=True, **values)),
