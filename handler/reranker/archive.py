@@ -92,6 +92,19 @@ def extract_zip(
     return ExtractedArchive(top_folder=top_folder, members=tuple(members))
 
 
+def _checked_parts(entry: zipfile.ZipInfo, name: str) -> tuple[str, ...]:
+    """The entry's path parts, once it is known to be a plain, unencrypted file or folder with a safe path."""
+    parts = _safe_parts(entry.filename, name)
+    file_type = (entry.external_attr >> 16) & _FILE_TYPE_MASK
+    if file_type == stat.S_IFLNK:
+        raise UnsafeModelArchive(f"model archive {name}: entry {entry.filename!r} is a symbolic link")
+    if file_type not in _ALLOWED_FILE_TYPES:
+        raise UnsafeModelArchive(f"model archive {name}: entry {entry.filename!r} is not a regular file")
+    if entry.flag_bits & 0x1:
+        raise UnsafeModelArchive(f"model archive {name}: entry {entry.filename!r} is encrypted")
+    return parts
+
+
 def _check_entries(
     entries: list[zipfile.ZipInfo],
     name: str,
@@ -113,25 +126,26 @@ def _check_entries(
             f"{max_bytes} (MODEL_ARCHIVE_MAX_BYTES)"
         )
     seen: set[str] = set()
+    files: set[str] = set()
+    parents: set[str] = set()
     top_folders: set[str] = set()
     for entry in entries:
-        parts = _safe_parts(entry.filename, name)
-        file_type = (entry.external_attr >> 16) & _FILE_TYPE_MASK
-        if file_type == stat.S_IFLNK:
-            raise UnsafeModelArchive(f"model archive {name}: entry {entry.filename!r} is a symbolic link")
-        if file_type not in _ALLOWED_FILE_TYPES:
-            raise UnsafeModelArchive(f"model archive {name}: entry {entry.filename!r} is not a regular file")
-        if entry.flag_bits & 0x1:
-            raise UnsafeModelArchive(f"model archive {name}: entry {entry.filename!r} is encrypted")
+        parts = _checked_parts(entry, name)
         key = "/".join(parts)
         if key in seen:
             raise UnsafeModelArchive(f"model archive {name}: entry {entry.filename!r} appears twice")
         seen.add(key)
+        if not entry.is_dir():
+            files.add(key)
+        parents.update("/".join(parts[:depth]) for depth in range(1, len(parts)))
         if len(parts) == 1 and not entry.is_dir():
             raise UnsafeModelArchive(
                 f"model archive {name}: file {entry.filename!r} is not inside the model folder"
             )
         top_folders.add(parts[0])
+    clashes = sorted(files & parents)
+    if clashes:
+        raise UnsafeModelArchive(f"model archive {name}: {clashes[0]!r} is both a file and a folder")
     if len(top_folders) != 1:
         raise UnsafeModelArchive(
             f"model archive {name} must hold exactly one top folder, found {sorted(top_folders)}"

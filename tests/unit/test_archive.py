@@ -224,3 +224,10 @@ def test_nothing_is_ever_written_outside_the_destination(
     assert all(path.resolve().is_relative_to(destination.resolve()) for path in outside)
     if extracted is not None:
         assert all(not member.path.startswith(("/", "..")) for member in extracted.members)
+
+
+def test_a_path_that_is_both_file_and_folder_is_refused(tmp_path: Path) -> None:
+    # Found by the property test above: "a/a" as a file and "a/a/a" beneath it crashed mkdir.
+    archive = write_zip(tmp_path / "m.zip", {f"{FOLDER}/x": b"file", f"{FOLDER}/x/y": b"under a file"})
+    with pytest.raises(UnsafeModelArchive, match="both a file and a folder"):
+        extract_zip(archive, tmp_path / "out", **LIMITS)
