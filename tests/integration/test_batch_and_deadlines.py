@@ -129,9 +129,11 @@ class FakeClock:
 
 @pytest.fixture
 def fake_clock(app_module: ModuleType, monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    from reranker import service  # where the deadline clock is read
+
     clock = FakeClock()
     monkeypatch.setattr(
-        app_module, "time", types.SimpleNamespace(monotonic=clock.monotonic, perf_counter=time.perf_counter)
+        service, "time", types.SimpleNamespace(monotonic=clock.monotonic, perf_counter=time.perf_counter)
     )
     return clock
 

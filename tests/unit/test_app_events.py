@@ -200,7 +200,7 @@ def test_broken_model_under_snapstart_fails_the_init(
 def test_transient_download_failure_is_retried_by_a_later_request(
     configure: Callable[..., ModuleType], monkeypatch: pytest.MonkeyPatch, model_dir: Any
 ) -> None:
-    from reranker import app as app_module
+    from reranker import service as app_module
 
     real_locate = app_module.locate_model
     calls = {"count": 0}
