@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,8 +12,15 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from tests.models import fixture_model
+
+# CI (CI=true) explores the same examples every run, so a red build always means a change broke something;
+# developers keep hypothesis' random exploration, which is how new counterexamples are found.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI", "").lower() == "true":
+    settings.load_profile("ci")
 
 # The environment the handler is imported and reset with; tests override single values.
 BASE_ENV = {
