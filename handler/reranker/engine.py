@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 import onnxruntime as ort
-from tokenizers import AddedToken, Tokenizer
+from tokenizers import AddedToken, Encoding, Tokenizer
 
 from reranker.errors import ModelFileInvalid
 
@@ -32,6 +32,9 @@ FLASHRANK_ONNX_FILES = {
 REQUIRED_JSON_FILES = ("config.json", "tokenizer_config.json", "special_tokens_map.json")
 # Operators that dynamic int8 quantization inserts; their activation scale spans the whole batch tensor.
 DYNAMIC_QUANTIZATION_OPS = (b"DynamicQuantizeLinear", b"MatMulInteger", b"DynamicQuantizeMatMul")
+# A passage longer than this many characters per token of the limit is cut at a space before tokenizing (only
+# when that provably keeps the same tokens, see CrossEncoder._encode): at most 512 tokens of it are ever used.
+PRECUT_CHARS_PER_TOKEN = 12
 # Runs queued per worker thread: enough to keep it busy, few enough that should_stop() still bites.
 IN_FLIGHT_PER_WORKER = 4
 
@@ -165,6 +168,20 @@ def load_tokenizer(model_dir: Path, max_length: int) -> tuple[Tokenizer, int]:
     return tokenizer, pad_id
 
 
+def precut_limit(tokenizer: Tokenizer, max_length: int) -> int | None:
+    """Characters of a passage worth tokenizing, or None when cutting text could change the kept tokens.
+
+    With BERT's normalizer (per character), pre-tokenizer (splits at whitespace) and WordPiece (per word),
+    the tokens of text cut at a space are a prefix of the tokens of the whole text.
+    """
+    pipeline = (type(tokenizer.normalizer).__name__, type(tokenizer.pre_tokenizer).__name__)
+    if pipeline != ("BertNormalizer", "BertPreTokenizer") or type(tokenizer.model).__name__ != "WordPiece":
+        return None
+    if any(" " in token.content for token in tokenizer.get_added_tokens_decoder().values()):
+        return None
+    return max_length * PRECUT_CHARS_PER_TOKEN
+
+
 def session_options(intra_op_threads: int) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
@@ -189,12 +206,14 @@ class CrossEncoder:
         quantized: bool,
         options: EngineOptions,
         onnx_file: str,
+        onnx_bytes: int = 0,
     ) -> None:
         self.name = name
         self.sha256 = sha256
         self.quantized = quantized
         self.options = options
         self.onnx_file = onnx_file
+        self.onnx_bytes = onnx_bytes
         self._session = session
         self._tokenizer = tokenizer
         self._pad_id = pad_id
@@ -207,6 +226,7 @@ class CrossEncoder:
         )
         self._input_names = frozenset(node.name for node in session.get_inputs())
         self._max_length = tokenizer.truncation["max_length"] if tokenizer.truncation else options.max_length
+        self._precut_chars = precut_limit(tokenizer, self._max_length)
         # int8 models must run each pair alone: grouping makes a score depend on its batch neighbours.
         if options.schedule == "auto":
             self.schedule: Schedule = "single" if quantized else "sorted_batches"
@@ -238,12 +258,14 @@ class CrossEncoder:
             quantized=any(op in model_bytes for op in DYNAMIC_QUANTIZATION_OPS),
             options=options,
             onnx_file=onnx_path.name,
+            onnx_bytes=len(model_bytes),
         )
 
     def describe(self) -> dict[str, object]:
         return {
             "name": self.name,
             "onnx_file": self.onnx_file,
+            "onnx_bytes": self.onnx_bytes,
             "sha256": self.sha256,
             "quantized": self.quantized,
             "schedule": self.schedule,
@@ -291,7 +313,7 @@ class CrossEncoder:
 
     def _encode(self, query: str, passages: Sequence[str], mode: LongDocuments) -> tuple[list[_Pending], int]:
         """The model runs to make, and how many passages do not fit in them whole."""
-        encodings = self._tokenizer.encode_batch([(query, passage) for passage in passages])
+        encodings = self._encode_pairs(query, passages)
         pending = [
             _Pending(index, encoding.ids, encoding.type_ids) for index, encoding in enumerate(encodings)
         ]
@@ -301,6 +323,34 @@ class CrossEncoder:
         window_runs, cut = self._windows(query, [passages[index] for index in overflowing], overflowing)
         long_passages = set(overflowing)
         return [run for run in pending if run.passage not in long_passages] + window_runs, cut
+
+    def _encode_pairs(self, query: str, passages: Sequence[str]) -> list[Encoding]:
+        """Truncated (query, passage) encodings; very long passages are cut first when that cannot matter.
+
+        Truncation keeps the query whole and the first (limit - query) passage tokens whenever the query is
+        under half the limit, so a cut passage that still overflows yields exactly the tokens of the whole
+        passage. Cuts that do not overflow, or come with a long query, are encoded again from the whole text.
+        """
+        texts = list(passages)
+        cut: list[int] = []
+        if self._precut_chars is not None:
+            for index, text in enumerate(texts):
+                space = text.rfind(" ", 0, self._precut_chars) if len(text) > self._precut_chars else -1
+                if space > 0:
+                    texts[index] = text[:space]
+                    cut.append(index)
+        encodings = self._tokenizer.encode_batch([(query, text) for text in texts])
+        half = (self._max_length - 3) // 2  # [CLS] query [SEP] passage [SEP]
+        redo = [
+            index
+            for index in cut
+            if not encodings[index].overflowing or encodings[index].type_ids.count(0) - 2 >= half
+        ]
+        if redo:
+            again = self._tokenizer.encode_batch([(query, passages[index]) for index in redo])
+            for index, encoding in zip(redo, again, strict=True):
+                encodings[index] = encoding
+        return encodings
 
     def _windows(self, query: str, passages: list[str], indices: list[int]) -> tuple[list[_Pending], int]:
         """Overlapping windows of each long passage that fit beside the query; returns runs and cut count."""

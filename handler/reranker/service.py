@@ -61,6 +61,7 @@ def load_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
             "model_source": location.source,
             "archive_sha256": location.archive_sha256,
             "onnx_sha256": engine.sha256,
+            "onnx_bytes": engine.onnx_bytes,
             "quantized": engine.quantized,
             "schedule": engine.schedule,
             "locate_seconds": round(location.seconds, 4),

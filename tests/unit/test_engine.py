@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import warnings
@@ -10,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from reranker.engine import CrossEncoder, EngineOptions, logits_to_scores
@@ -240,3 +243,55 @@ def test_parallel_runs_give_bit_identical_scores_and_still_stop(int8: CrossEncod
 
     stopped = parallel.score(request.query, request.passages, should_stop=stop_after_four)
     assert sum(score is not None for score in stopped.scores) == 4
+
+
+# --- cutting very long passages before tokenizing ----------------------------------------------------
+
+_PIECES = st.sampled_from(
+    [
+        "word",
+        "token",
+        "Ünïcödé",
+        "東京",
+        "🤖",
+        "👩\u200d👩\u200d👧",
+        "x" * 120,  # longer than WordPiece's 100-character word limit: one [UNK]
+        "a,b.c",
+        "\u0301",  # a combining accent, possibly right after a space
+        "\x1c",  # a control character BERT's normalizer drops
+        "\t",
+        "\n",
+        "[SEP]",
+    ]
+)
+_GAPS = st.sampled_from([" ", " ", "  ", "", "\u3000"])
+_TEXTS = st.lists(st.tuples(_PIECES, _GAPS), max_size=40).map(lambda parts: "".join(a + b for a, b in parts))
+_LONG_TEXTS = st.lists(st.tuples(_PIECES, _GAPS), min_size=60, max_size=250).map(
+    lambda parts: "".join(a + b for a, b in parts)
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(query=_TEXTS | _LONG_TEXTS, passages=st.lists(_TEXTS | _LONG_TEXTS, min_size=1, max_size=4))
+def test_cutting_long_passages_never_changes_the_tokens(query: str, passages: list[str]) -> None:
+    # A 32-token limit makes the 384-character cut happen often.
+    encoder = _small_limit_encoder()
+    expected = encoder._tokenizer.encode_batch([(query, passage) for passage in passages])
+    got = encoder._encode_pairs(query, passages)
+    assert [encoding.ids for encoding in got] == [encoding.ids for encoding in expected]
+    assert [encoding.type_ids for encoding in got] == [encoding.type_ids for encoding in expected]
+    assert [bool(e.overflowing) for e in got] == [bool(e.overflowing) for e in expected]
+
+
+@functools.cache
+def _small_limit_encoder() -> CrossEncoder:
+    return CrossEncoder.load(fixture_model("int8"), EngineOptions(max_length=32))
+
+
+def test_long_passages_are_cut_before_tokenizing(int8: CrossEncoder) -> None:
+    passage = "relevant words " * 5000  # 75,000 characters, far past 512 tokens
+    assert int8._precut_chars == 512 * 12
+    report = int8.score("which words", [passage])
+    assert report.truncated == 1 and report.tokens == 512
+    full = int8._tokenizer.encode("which words", passage)
+    assert int8._encode_pairs("which words", [passage])[0].ids == full.ids
