@@ -11,13 +11,15 @@ import uuid
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
+
+from tests.loopback import serving
 
 REGION = "us-east-1"
 ACCESS_KEY = "testing"
@@ -122,14 +124,9 @@ def moto_endpoint() -> Iterator[str]:
 def _session_proxy(moto_endpoint: str) -> Iterator[CountingProxy]:
     host, port = moto_endpoint.removeprefix("http://").split(":")
     proxy = CountingProxy(upstream=(host, int(port)))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _proxy_handler(proxy))
-    server.daemon_threads = True
-    proxy.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield proxy
-    server.shutdown()
-    server.server_close()
+    with serving(_proxy_handler(proxy)) as address:
+        proxy.url = f"http://{address}"
+        yield proxy
 
 
 @pytest.fixture

@@ -17,13 +17,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.events import load_event
+from tests.loopback import serving
 
 REPO = Path(__file__).resolve().parents[2]
 HANDLER = "reranker.app.lambda_handler"
@@ -125,14 +126,9 @@ def make_handler(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def runtime_api() -> Iterator[RuntimeApi]:
     api = RuntimeApi()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(api))
-    server.daemon_threads = True
-    api.address = f"127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield api
-    server.shutdown()
-    server.server_close()
+    with serving(make_handler(api)) as address:
+        api.address = address
+        yield api
 
 
 def start_runtime(api: RuntimeApi, model_dir: Path) -> subprocess.Popen[str]:

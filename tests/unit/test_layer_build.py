@@ -7,12 +7,13 @@ import http.server
 import importlib.util
 import stat
 import sys
-import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.loopback import serving
 
 _SPEC = importlib.util.spec_from_file_location(
     "build_layer", Path(__file__).resolve().parents[2] / "layer" / "build_layer.py"
@@ -147,14 +148,8 @@ def loopback_server(pinned_fixture: tuple[Path, str, int]) -> Iterator[str]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as address:
+        yield f"http://{address}"
 
 
 def test_downloads_verifies_and_extracts_a_pinned_archive(tmp_path: Path, loopback_server: str) -> None:
