@@ -339,7 +339,8 @@ class CrossEncoder:
                 if space > 0:
                     texts[index] = text[:space]
                     cut.append(index)
-        encodings = self._tokenizer.encode_batch([(query, text) for text in texts])
+        # _fast: no character offsets (we never map tokens back to text); same ids, about 15 % quicker.
+        encodings = self._tokenizer.encode_batch_fast([(query, text) for text in texts])
         half = (self._max_length - 3) // 2  # [CLS] query [SEP] passage [SEP]
         redo = [
             index
@@ -347,7 +348,7 @@ class CrossEncoder:
             if not encodings[index].overflowing or encodings[index].type_ids.count(0) - 2 >= half
         ]
         if redo:
-            again = self._tokenizer.encode_batch([(query, passages[index]) for index in redo])
+            again = self._tokenizer.encode_batch_fast([(query, passages[index]) for index in redo])
             for index, encoding in zip(redo, again, strict=True):
                 encodings[index] = encoding
         return encodings
@@ -361,7 +362,9 @@ class CrossEncoder:
         step = max(1, room - min(options.window_overlap_tokens, room // 2))
         runs: list[_Pending] = []
         cut = 0
-        passage_encodings = self._untruncated_tokenizer().encode_batch(passages, add_special_tokens=False)
+        passage_encodings = self._untruncated_tokenizer().encode_batch_fast(
+            passages, add_special_tokens=False
+        )
         head = [cls_id, *query_ids, sep_id]
         for index, encoding in zip(indices, passage_encodings, strict=True):
             tokens = encoding.ids
