@@ -6,12 +6,11 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, Literal
 
 from tokenizers import Tokenizer
 
-from reranker.engine import LongDocuments, load_tokenizer
+from reranker.engine import CrossEncoder, LongDocuments, window_geometry
 from reranker.errors import InvalidRequest, RerankerError
 from reranker.schemas import Limits, RerankRequest, parse_rerank_request
 
@@ -159,20 +158,18 @@ class DocumentTrimmer:
         self.window_overlap_tokens = window_overlap_tokens
 
     @classmethod
-    def from_model_dir(
-        cls, model_dir: Path, *, max_length: int, window_overlap_tokens: int
-    ) -> DocumentTrimmer:
-        tokenizer, _ = load_tokenizer(model_dir, max_length)
-        limit = tokenizer.truncation["max_length"] if tokenizer.truncation else max_length
-        return cls(tokenizer, max_length=int(limit), window_overlap_tokens=window_overlap_tokens)
+    def from_engine(cls, engine: CrossEncoder) -> DocumentTrimmer:
+        """The engine's own untruncated tokenizer and window settings: no second load of tokenizer.json."""
+        return cls(
+            engine.passage_tokenizer(),
+            max_length=engine.max_length,
+            window_overlap_tokens=engine.options.window_overlap_tokens,
+        )
 
     def window_budget(self, query: str, chunks: int) -> int:
-        """How many passage tokens ``chunks`` windows cover beside this query."""
-        query_tokens = min(
-            len(self._tokenizer.encode(query, add_special_tokens=False).ids), self.max_length // 2
-        )
-        room = self.max_length - query_tokens - 3
-        step = max(1, room - min(self.window_overlap_tokens, room // 2))
+        """How many passage tokens ``chunks`` windows cover beside this query (the engine's geometry)."""
+        query_tokens = len(self._tokenizer.encode(query, add_special_tokens=False).ids)
+        room, step = window_geometry(query_tokens, self.max_length, self.window_overlap_tokens)
         return room + (chunks - 1) * step
 
     def trim(self, texts: Sequence[str], max_tokens: int) -> list[str]:

@@ -182,6 +182,15 @@ def precut_limit(tokenizer: Tokenizer, max_length: int) -> int | None:
     return max_length * PRECUT_CHARS_PER_TOKEN
 
 
+def window_geometry(query_tokens: int, max_length: int, overlap_tokens: int) -> tuple[int, int]:
+    """(room, step): passage tokens per window beside the query ([CLS] q [SEP] w [SEP]), and the stride.
+
+    The query keeps at most half the limit; neighbouring windows share up to ``overlap_tokens``.
+    """
+    room = max_length - min(query_tokens, max_length // 2) - 3
+    return room, max(1, room - min(overlap_tokens, room // 2))
+
+
 def session_options(intra_op_threads: int) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
@@ -358,13 +367,10 @@ class CrossEncoder:
         options = self.options
         query_ids = self._tokenizer.encode(query, add_special_tokens=False).ids[: self._max_length // 2]
         cls_id, sep_id = self._special_id("[CLS]"), self._special_id("[SEP]")
-        room = self._max_length - len(query_ids) - 3
-        step = max(1, room - min(options.window_overlap_tokens, room // 2))
+        room, step = window_geometry(len(query_ids), self._max_length, options.window_overlap_tokens)
         runs: list[_Pending] = []
         cut = 0
-        passage_encodings = self._untruncated_tokenizer().encode_batch_fast(
-            passages, add_special_tokens=False
-        )
+        passage_encodings = self.passage_tokenizer().encode_batch_fast(passages, add_special_tokens=False)
         head = [cls_id, *query_ids, sep_id]
         for index, encoding in zip(indices, passage_encodings, strict=True):
             tokens = encoding.ids
@@ -378,7 +384,12 @@ class CrossEncoder:
                 runs.append(_Pending(index, ids, [0] * len(head) + [1] * (len(window) + 1)))
         return runs, cut
 
-    def _untruncated_tokenizer(self) -> Tokenizer:
+    @property
+    def max_length(self) -> int:
+        """The token limit in force: min(the model's model_max_length, options.max_length)."""
+        return int(self._max_length)
+
+    def passage_tokenizer(self) -> Tokenizer:
         """A copy of the tokenizer that keeps every token of a passage, made the first time it is needed."""
         if self._whole_passage_tokenizer is None:
             copy = Tokenizer.from_str(self._tokenizer.to_str())

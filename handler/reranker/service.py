@@ -215,7 +215,7 @@ def rerank_cohere(payload: object, call: Call, version: cohere.ApiVersion) -> di
     if request.ignored_fields:
         logger.append_keys(ignored_fields=list(request.ignored_fields))
     needs_tokens = request.max_tokens_per_doc is not None or request.max_chunks_per_doc is not None
-    trimmer = document_trimmer(runtime, settings) if needs_tokens else None
+    trimmer = document_trimmer(runtime, engine) if needs_tokens else None
     native = replace(
         cohere.apply_token_budgets(request, trimmer, settings.window_max_per_passage),
         long_documents=request.long_documents,
@@ -292,15 +292,10 @@ def score_and_rank(
     return response
 
 
-def document_trimmer(runtime: Runtime, settings: Settings) -> cohere.DocumentTrimmer:
-    """The tokenizer that enforces Cohere token budgets, loaded the first time a request sets one."""
+def document_trimmer(runtime: Runtime, engine: CrossEncoder) -> cohere.DocumentTrimmer:
+    """The tokenizer that enforces Cohere token budgets, made the first time a request sets one."""
     if runtime.trimmer is None:
-        assert runtime.location is not None
-        runtime.trimmer = cohere.DocumentTrimmer.from_model_dir(
-            runtime.location.directory,
-            max_length=settings.engine_max_length,
-            window_overlap_tokens=settings.window_overlap_tokens,
-        )
+        runtime.trimmer = cohere.DocumentTrimmer.from_engine(engine)
     return runtime.trimmer
 
 

@@ -25,7 +25,9 @@ LIMITS = Limits()
 
 @pytest.fixture(scope="module")
 def trimmer() -> DocumentTrimmer:
-    return DocumentTrimmer.from_model_dir(fixture_model("int8"), max_length=512, window_overlap_tokens=64)
+    return DocumentTrimmer.from_engine(
+        CrossEncoder.load(fixture_model("int8"), EngineOptions(window_overlap_tokens=64))
+    )
 
 
 # --- parsing ---------------------------------------------------------------------------------------
@@ -179,9 +181,7 @@ def test_max_chunks_per_doc_bounds_the_windows_the_engine_scores() -> None:
     # Given a model whose score is ~1 iff it sees "zeppelin", and a marker at token 1200: past the two first
     # windows (tokens 0-951 beside a one-token query), inside the third ("filler" is two tokens)
     engine = CrossEncoder.load(fixture_model("marker"), EngineOptions(window_max_per_passage=8))
-    trimmer = DocumentTrimmer.from_model_dir(
-        fixture_model("marker"), max_length=512, window_overlap_tokens=64
-    )
+    trimmer = DocumentTrimmer.from_engine(engine)
     words = ["filler"] * 3000
     words[600] = "zeppelin"
     document = " ".join(words)
