@@ -27,7 +27,8 @@ from reranker.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from reranker.schemas import LAMBDA_PAYLOAD_LIMIT_BYTES, decode_json
+from reranker.schemas import LAMBDA_PAYLOAD_LIMIT_BYTES, decode_json, ensure_representable_numbers
+from reranker.text import escape_lone_surrogates, has_lone_surrogate
 
 type CallerShape = Literal["http_api", "function_url", "rest_api", "direct"]
 type ErrorStyle = Literal["native", "cohere"]
@@ -48,8 +49,11 @@ PUBLIC_ERRORS: tuple[type[RerankerError], ...] = (
 GENERIC_INTERNAL_MESSAGE = "internal error; the function's logs have the details"
 CORRELATION_HEADER = "x-correlation-id"
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:/+=@-]{1,128}$")
-# Room for the HTTP envelope (status, headers) around a response body.
-_ENVELOPE_BYTES = 16 * 1024
+# Far more than the status, headers and keys of a proxy response besides its body.
+_ENVELOPE_BOUND_BYTES = 4096
+# The most bytes one body byte can become when the runtime escapes the body string again: the body is JSON
+# text, so it holds no raw control characters, and only '"' and '\\' grow (to two bytes).
+_MAX_BODY_GROWTH = 2
 
 
 # --- detecting the caller --------------------------------------------------------------------------
@@ -236,6 +240,7 @@ class Route:
     operation: Operation
     reads_body: bool = True
     error_style: ErrorStyle = "native"
+    callers: tuple[CallerShape, ...] = ()  # the HTTP shapes this route exists for; empty: all of them
 
 
 class Router:
@@ -249,26 +254,33 @@ class Router:
     def routes(self) -> list[Route]:
         return list(self._routes.values())
 
-    def resolve(self, method: str, path: str) -> Route:
+    def routes_for(self, shape: CallerShape | None) -> list[Route]:
+        """The routes a caller of this shape has (None: every route)."""
+        return [route for route in self._routes.values() if _serves(route, shape)]
+
+    def resolve(self, method: str, path: str, shape: CallerShape | None = None) -> Route:
         route = self._routes.get((method, path))
-        if route is not None:
+        if route is not None and _serves(route, shape):
             return route
-        allowed = tuple(
-            sorted(known_method for known_method, known_path in self._routes if known_path == path)
-        )
+        routes = self.routes_for(shape)
+        allowed = tuple(sorted(known.method for known in routes if known.path == path))
         if allowed:
             raise MethodNotAllowed(
                 f"{path} does not accept {method or 'this method'}; use {', '.join(allowed)}", allowed
             )
-        known = ", ".join(f"{route.method} {route.path}" for route in self._routes.values())
+        known = ", ".join(f"{route.method} {route.path}" for route in routes)
         raise RouteNotFound(f"no route for {_printable(path)}; routes: {known}")
 
-    def error_style(self, path: str) -> ErrorStyle:
+    def error_style(self, path: str, shape: CallerShape | None = None) -> ErrorStyle:
         """Errors of a known path use its routes' style (405 included); others use the default."""
-        for (_, known_path), route in self._routes.items():
-            if known_path == path:
+        for route in self.routes_for(shape):
+            if route.path == path:
                 return route.error_style
         return self._default_error_style
+
+
+def _serves(route: Route, shape: CallerShape | None) -> bool:
+    return shape is None or not route.callers or shape in route.callers
 
 
 def _printable(path: str) -> str:
@@ -313,7 +325,7 @@ def http_response(
     return {
         "statusCode": status,
         "headers": headers,
-        "body": json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False),
+        "body": encode_json(body),
         "isBase64Encoded": False,
     }
 
@@ -331,17 +343,81 @@ def http_error_response(
     )
 
 
+def encode_json(value: object) -> str:
+    """Strict, compact JSON text that always encodes as UTF-8: unpaired surrogates become ``\\uXXXX`` escapes.
+
+    Non-finite floats raise ValueError (an InternalError: the request checks keep them out of every answer).
+    """
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return escape_lone_surrogates(text)
+
+
 def json_size(value: object) -> int:
-    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    """UTF-8 bytes of ``value`` as compact strict JSON."""
+    return len(encode_json(value).encode("utf-8"))
 
 
-def ensure_response_fits(size: int) -> None:
+def direct_payload(response: dict[str, Any]) -> tuple[dict[str, Any] | bytes, int]:
+    """What a direct invoke returns, and its size as the runtime sends it (runtime_payload_size).
+
+    That is the answer itself, or its JSON bytes when the runtime could not send it.
+
+    The Python runtime (awslambdaric) serializes a returned object with ``ensure_ascii=False`` and then encodes
+    it as UTF-8, which fails on an unpaired surrogate the caller sent (an echoed id or meta). Returned bytes
+    are sent unchanged, so such an answer goes out as strict JSON with the surrogate escaped as the caller
+    wrote it.
+    """
+    text = json.dumps(response, ensure_ascii=False, allow_nan=False)
+    if has_lone_surrogate(text):
+        payload = escape_lone_surrogates(text).encode("utf-8")
+        return payload, len(payload)
+    return response, len(text.encode("utf-8"))
+
+
+def runtime_payload_size(payload: Mapping[str, Any] | bytes) -> int:
+    """The bytes the Python runtime sends to Lambda for this return value (what the 6 MB limit counts).
+
+    awslambdaric serializes with simplejson, ``ensure_ascii=False`` and the default ``", "`` / ``": "``
+    separators, which the standard library reproduces byte for byte; an HTTP body string is escaped again.
+    """
+    if isinstance(payload, bytes):
+        return len(payload)
+    return len(json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8"))
+
+
+NATIVE_SIZE_ADVICE = (
+    'send "return_text": false (you have the texts), ask for fewer results (top_k) or send less meta'
+)
+COHERE_SIZE_ADVICE = (
+    'send "return_documents": false (you have the documents) or ask for fewer results (top_n)'
+)
+
+
+def ensure_response_fits(size: int, advice: str = NATIVE_SIZE_ADVICE) -> None:
     """Lambda refuses (and API Gateway turns into a bare 502) any response above 6 MB: say so clearly."""
-    if size > LAMBDA_PAYLOAD_LIMIT_BYTES - _ENVELOPE_BYTES:
+    if size > LAMBDA_PAYLOAD_LIMIT_BYTES:
         raise PayloadTooLarge(
-            f"the response would be {size} bytes, above Lambda's 6 MB limit; "
-            "ask for fewer results (top_k) or return_text=false"
+            f"the answer would be {size} bytes as Lambda returns it, above its "
+            f"{LAMBDA_PAYLOAD_LIMIT_BYTES}-byte (6 MB) limit; {advice}"
         )
+
+
+def ensure_http_response_fits(response: Mapping[str, Any], advice: str = NATIVE_SIZE_ADVICE) -> None:
+    """ensure_response_fits for a proxy response; skips the second serialization when the body surely fits."""
+    body_bytes = len(response["body"].encode("utf-8"))
+    if _MAX_BODY_GROWTH * body_bytes + _ENVELOPE_BOUND_BYTES <= LAMBDA_PAYLOAD_LIMIT_BYTES:
+        return
+    ensure_response_fits(runtime_payload_size(response), advice)
+
+
+def read_direct_event(event: object) -> object:
+    """A direct invoke's event as the request payload, once every number in it can be answered as strict JSON.
+
+    The runtime parses the event leniently: ``NaN`` and ``Infinity`` are accepted and ``1e309`` becomes an
+    infinity, none of which a JSON answer can echo.
+    """
+    ensure_representable_numbers(event)
+    return event
 
 
 def direct_correlation_id(event: object) -> str | None:

@@ -35,6 +35,8 @@ ROUTER = Router(
         Route("GET", "/health", health, reads_body=False),
         Route("POST", "/v1/rerank", rerank_cohere_v1, error_style="cohere"),
         Route("POST", "/v2/rerank", rerank_cohere_v2, error_style="cohere"),
+        # A Function URL has no API Gateway routes: its callers post to the root.
+        Route("POST", "/", rerank, callers=("function_url",)),
     ]
 )
 
@@ -70,9 +72,9 @@ def handle_http(event: Mapping[str, Any], context: Any, shape: adapters.CallerSh
     request = adapters.read_http_event(event, shape)
     logger.set_correlation_id(request.correlation_id)
     logger.append_keys(method=request.method, path=request.path)
-    style = ROUTER.error_style(request.path)
+    style = ROUTER.error_style(request.path, shape)
     try:
-        route = ROUTER.resolve(request.method, request.path)
+        route = ROUTER.resolve(request.method, request.path, shape)
         authenticate(request.headers)
         payload = adapters.read_json_body(request) if route.reads_body else None
         call = Call(
@@ -81,7 +83,8 @@ def handle_http(event: Mapping[str, Any], context: Any, shape: adapters.CallerSh
         response = adapters.http_response(
             200, route.operation(payload, call), correlation_id=request.correlation_id
         )
-        adapters.ensure_response_fits(len(response["body"].encode("utf-8")))
+        size_advice = adapters.COHERE_SIZE_ADVICE if style == "cohere" else adapters.NATIVE_SIZE_ADVICE
+        adapters.ensure_http_response_fits(response, size_advice)
     except Exception as exc:  # noqa: BLE001 - the one place errors become HTTP answers
         error = report_error(exc)
         logger.append_keys(status=error.http_status)
@@ -90,15 +93,18 @@ def handle_http(event: Mapping[str, Any], context: Any, shape: adapters.CallerSh
     return response
 
 
-def handle_direct(event: object, context: Any) -> dict[str, Any]:
+def handle_direct(event: object, context: Any) -> dict[str, Any] | bytes:
+    """The answer, or its JSON bytes when it echoes text the runtime could not encode (adapters.direct_payload)."""
     correlation_id = adapters.direct_correlation_id(event)
     if correlation_id:
         logger.set_correlation_id(correlation_id)
     try:
-        response = select_direct_operation(event)(
-            event, Call(shape="direct", context=context, correlation_id=correlation_id)
+        payload = adapters.read_direct_event(event)
+        answer = select_direct_operation(payload)(
+            payload, Call(shape="direct", context=context, correlation_id=correlation_id)
         )
-        adapters.ensure_response_fits(adapters.json_size(response))
+        response, size = adapters.direct_payload(answer)
+        adapters.ensure_response_fits(size)
     except Exception as exc:
         error = report_error(exc)
         if error is exc:

@@ -13,6 +13,7 @@ from tokenizers import Tokenizer
 from reranker.engine import CrossEncoder, LongDocuments, window_geometry
 from reranker.errors import InvalidRequest, RerankerError
 from reranker.schemas import Limits, RerankRequest, parse_rerank_request
+from reranker.text import replace_lone_surrogates
 
 type ApiVersion = Literal[1, 2]
 
@@ -48,7 +49,7 @@ def parse_cohere_request(payload: object, version: ApiVersion, limits: Limits) -
     if not isinstance(payload, Mapping):
         raise InvalidRequest("request body must be a JSON object")
     known = V1_FIELDS if version == 1 else V2_FIELDS + V2_LEGACY_FIELDS
-    ignored = tuple(str(key)[:40] for key in payload if key not in known)
+    ignored = tuple(replace_lone_surrogates(str(key)[:40]) for key in payload if key not in known)  # logged
     present = {key: value for key, value in payload.items() if key in known and value is not None}
 
     model = present.get("model")
@@ -168,7 +169,9 @@ class DocumentTrimmer:
 
     def window_budget(self, query: str, chunks: int) -> int:
         """How many passage tokens ``chunks`` windows cover beside this query (the engine's geometry)."""
-        query_tokens = len(self._tokenizer.encode(query, add_special_tokens=False).ids)
+        query_tokens = len(
+            self._tokenizer.encode(replace_lone_surrogates(query), add_special_tokens=False).ids
+        )
         room, step = window_geometry(query_tokens, self.max_length, self.window_overlap_tokens)
         return room + (chunks - 1) * step
 
@@ -179,8 +182,9 @@ class DocumentTrimmer:
         long_indices = [index for index, text in enumerate(texts) if len(text) > max_tokens]
         if not long_indices:
             return trimmed
+        # Same length as the caller's text (one U+FFFD per surrogate), so offsets cut the original.
         encodings = self._tokenizer.encode_batch(
-            [texts[index] for index in long_indices], add_special_tokens=False
+            [replace_lone_surrogates(texts[index]) for index in long_indices], add_special_tokens=False
         )
         for index, encoding in zip(long_indices, encodings, strict=True):
             if len(encoding.ids) <= max_tokens:

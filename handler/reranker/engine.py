@@ -18,6 +18,7 @@ import onnxruntime as ort
 from tokenizers import AddedToken, Encoding, Tokenizer
 
 from reranker.errors import ModelFileInvalid
+from reranker.text import replace_lone_surrogates, replace_lone_surrogates_in
 
 Schedule = Literal["auto", "single", "sorted_batches"]
 LongDocuments = Literal["truncate", "window"]
@@ -340,6 +341,7 @@ class CrossEncoder:
         under half the limit, so a cut passage that still overflows yields exactly the tokens of the whole
         passage. Cuts that do not overflow, or come with a long query, are encoded again from the whole text.
         """
+        query, passages = replace_lone_surrogates(query), replace_lone_surrogates_in(passages)
         texts = list(passages)
         cut: list[int] = []
         if self._precut_chars is not None:
@@ -364,6 +366,7 @@ class CrossEncoder:
 
     def _windows(self, query: str, passages: list[str], indices: list[int]) -> tuple[list[_Pending], int]:
         """Overlapping windows of each long passage that fit beside the query; returns runs and cut count."""
+        query, passages = replace_lone_surrogates(query), replace_lone_surrogates_in(passages)
         options = self.options
         query_ids = self._tokenizer.encode(query, add_special_tokens=False).ids[: self._max_length // 2]
         cls_id, sep_id = self._special_id("[CLS]"), self._special_id("[SEP]")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -78,23 +81,117 @@ class RerankRequest:
 
 
 def decode_json(raw: str | bytes) -> object:
-    """Parse a JSON document; any failure is an InvalidRequest that says where, never what."""
+    """Parse a JSON document; any failure is an InvalidRequest that says where, never what.
+
+    Numbers JSON allows but Python cannot hold faithfully (integers over the int/str digit limit, floats that
+    overflow to infinity) and the NaN / Infinity literals are refused with the path of the field that holds them.
+    """
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError as exc:
         raise InvalidRequest(f"request body is not valid UTF-8 (byte {exc.start})") from exc
+    unrepresentable: list[UnrepresentableNumber] = []
+
+    def parse_int(literal: str) -> object:
+        try:
+            return int(literal)
+        except ValueError:
+            unrepresentable.append(UnrepresentableNumber(f"an integer of {len(literal.lstrip('-'))} digits"))
+            return unrepresentable[-1]
+
+    def parse_float(literal: str) -> object:
+        value = float(literal)
+        if math.isinf(value):
+            unrepresentable.append(UnrepresentableNumber(f"a number beyond the float range ({literal[:20]})"))
+            return unrepresentable[-1]
+        return value
+
+    def parse_constant(name: str) -> object:
+        unrepresentable.append(UnrepresentableNumber(f"{name}, which is not a JSON number"))
+        return unrepresentable[-1]
+
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        document = json.loads(
+            text, parse_int=parse_int, parse_float=parse_float, parse_constant=parse_constant
+        )
     except json.JSONDecodeError as exc:
         raise InvalidRequest(
             f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from exc
     except RecursionError as exc:
         raise InvalidRequest("request body is nested too deeply") from exc
+    if unrepresentable:
+        ensure_representable_numbers(document)
+    return document
 
 
-def _reject_constant(name: str) -> object:
-    raise InvalidRequest(f"request body is not valid JSON: {name} is not a JSON number")
+@dataclass(frozen=True, eq=False)
+class UnrepresentableNumber:
+    """Stands in for a number decode_json cannot keep; ensure_representable_numbers reports where it is."""
+
+    description: str
+
+
+def ensure_representable_numbers(document: object) -> None:
+    """Raise InvalidRequest naming the first number the answer could not carry as strict JSON.
+
+    That is NaN, an infinity (a direct invoke's event is parsed by the runtime, which accepts ``NaN`` and reads
+    ``1e309`` as infinity), an integer over Python's int/str digit limit, or a decode_json stand-in for one.
+    """
+    found = _first_unrepresentable(document)
+    if found is not None:
+        path, description = found
+        raise InvalidRequest(
+            f"{path or 'the request'} is {description}; numbers must be finite floats "
+            f"and integers of at most {_int_digit_limit() or 'any number of'} digits"
+        )
+
+
+def _first_unrepresentable(document: object) -> tuple[str, str] | None:
+    stack: list[tuple[str, object]] = [("", document)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str | bool) or value is None:
+            continue
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                return path, "NaN, which is not a JSON number" if math.isnan(value) else "an infinite number"
+        elif isinstance(value, int):
+            if _int_too_long(value):
+                return path, f"an integer of more than {_int_digit_limit()} digits"
+        elif isinstance(value, UnrepresentableNumber):
+            return path, value.description
+        elif isinstance(value, Mapping):
+            stack.extend((_key_path(path, key), child) for key, child in list(value.items())[::-1])
+        elif isinstance(value, list | tuple):
+            stack.extend((f"{path}[{index}]", value[index]) for index in range(len(value) - 1, -1, -1))
+    return None
+
+
+def _int_digit_limit() -> int:
+    return int(sys.get_int_max_str_digits())
+
+
+def _int_too_long(value: int) -> bool:
+    """Whether str(value) would raise (Python refuses int/str conversions over the digit limit)."""
+    limit = _int_digit_limit()
+    # 2 ** (3 * limit) < 10 ** limit: anything that short has at most ``limit`` digits.
+    return limit > 0 and value.bit_length() > 3 * limit and abs(value) >= _power_of_ten(limit)
+
+
+@functools.cache
+def _power_of_ten(digits: int) -> int:
+    return int(10**digits)
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,39}$")
+
+
+def _key_path(path: str, key: object) -> str:
+    shown = str(key)
+    if _PLAIN_KEY.match(shown):
+        return f"{path}.{shown}" if path else shown
+    return f"{path}[{_quote_key(key)}]"
 
 
 def parse_rerank_request(payload: object, limits: Limits) -> RerankRequest:
