@@ -174,7 +174,18 @@ def test_public_error_keeps_documented_types_and_hides_the_rest() -> None:
 
 
 def test_responses_above_the_lambda_limit_are_refused() -> None:
-    adapters.ensure_response_fits(1000)
-    with pytest.raises(PayloadTooLarge, match="6 MB"):
-        adapters.ensure_response_fits(6 * 1024 * 1024)
+    adapters.ensure_response_fits(6 * 1024 * 1024)  # Lambda's limit is inclusive: 6,291,456 bytes
+    with pytest.raises(PayloadTooLarge, match='6 MB.*"return_text": false'):
+        adapters.ensure_response_fits(6 * 1024 * 1024 + 1)
+    with pytest.raises(PayloadTooLarge, match='"return_documents": false'):
+        adapters.ensure_response_fits(6 * 1024 * 1024 + 1, adapters.COHERE_SIZE_ADVICE)
     assert adapters.json_size({"a": "é"}) == len('{"a":"é"}'.encode())
+    assert adapters.json_size({"a": "\ud800"}) == len('{"a":"\\ud800"}')
+
+
+def test_http_answers_escape_lone_surrogates_and_stay_strict_json() -> None:
+    response = adapters.http_response(200, {"id": "\ud83d", "meta": {"\udfff": "é😀"}})
+    assert response["body"] == '{"id":"\\ud83d","meta":{"\\udfff":"é😀"}}'
+    response["body"].encode("utf-8")  # what the runtime does with it
+    with pytest.raises(ValueError, match="Out of range float"):
+        adapters.http_response(200, {"score": float("nan")})  # a fault of ours: never a non-JSON answer

@@ -239,10 +239,12 @@ def test_unexpected_exception_is_a_generic_500(app: ModuleType, monkeypatch: pyt
 def test_response_above_the_lambda_limit_is_a_clear_413(
     app: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(adapters, "LAMBDA_PAYLOAD_LIMIT_BYTES", 16 * 1024 + 200)
+    monkeypatch.setattr(adapters, "LAMBDA_PAYLOAD_LIMIT_BYTES", 600)
     outcome = run(app, load_event("http-api-rerank.json"))
     assert (outcome.status, outcome.error_type) == (413, "PayloadTooLarge")
-    assert "top_k" in outcome.message
+    assert "top_k" in outcome.message and '"return_text": false' in outcome.message
+    cohere = run(app, load_event("cohere-v1-rerank.json"))
+    assert cohere.status == 413 and '"return_documents": false' in cohere.message
     with pytest.raises(Exception) as raised:
         app.lambda_handler(load_event("direct-rerank.json"), LocalContext())
     assert type(raised.value).__name__ == "PayloadTooLarge"
@@ -278,3 +280,31 @@ def test_any_http_body_gets_200_or_a_documented_4xx(app: ModuleType, body: str) 
         assert set(outcome.body) == {"model", "results", "usage"}
     else:
         assert (outcome.status, outcome.error_type) in {(400, "InvalidRequest"), (413, "PayloadTooLarge")}
+
+
+# --- Function URLs are called at their root --------------------------------------------------------------
+
+
+def with_path(event: dict[str, Any], path: str) -> dict[str, Any]:
+    if "httpMethod" in event:  # REST API
+        event["resource"] = event["path"] = event["requestContext"]["resourcePath"] = path
+    else:
+        event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    return event
+
+
+def test_a_function_url_reranks_at_its_root_like_at_rerank(app: ModuleType) -> None:
+    root = run(app, load_event("function-url-root-rerank.json"))
+    named = run(app, with_path(load_event("function-url-root-rerank.json"), "/rerank"))
+    assert root.status == 200 and root.body == named.body
+    # Only POST: a GET of the root is 405 with the method to use
+    get_root = run(app, with_path(load_event("function-url-health.json"), "/"))
+    assert (get_root.status, get_root.error_type, get_root.headers["Allow"]) == (405, "MethodNotAllowed", "POST")
+
+
+@pytest.mark.parametrize("name", ["http-api-rerank-plain-body.json", "rest-api-rerank.json"])
+def test_api_gateway_routes_have_no_root(app: ModuleType, name: str) -> None:
+    outcome = run(app, with_path(load_event(name), "/"))
+    assert (outcome.status, outcome.error_type) == (404, "RouteNotFound")
+    routes = outcome.message.split("routes: ", 1)[1].split(", ")
+    assert "POST /rerank" in routes and "POST /" not in routes

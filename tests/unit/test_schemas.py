@@ -127,8 +127,11 @@ def test_long_passages_are_pre_truncated_and_counted() -> None:
     ("raw", "message"),
     [
         ('{"query": ', "not valid JSON"),
-        ('{"top_k": NaN}', "NaN is not a JSON number"),
-        ("[Infinity]", "Infinity is not a JSON number"),
+        ('{"top_k": NaN}', "^top_k is NaN, which is not a JSON number"),
+        ("[Infinity]", r"^\[0\] is Infinity, which is not a JSON number"),
+        ('{"passages": [{"meta": {"a b": [1, -1e309]}}]}', r"^passages\[0\].meta\['a b'\]\[1\] is a number beyond"),
+        ('{"top_k": ' + "9" * 4301 + "}", "^top_k is an integer of 4301 digits"),
+        ("-" + "1" * 5000, "^the request is an integer of 5000 digits"),
         (b"\xff\xfe{}", "not valid UTF-8"),
         ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
     ],
@@ -136,6 +139,25 @@ def test_long_passages_are_pre_truncated_and_counted() -> None:
 def test_decode_json_rejects_what_json_does_not_allow(raw: str | bytes, message: str) -> None:
     with pytest.raises(InvalidRequest, match=message):
         decode_json(raw)
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**4300) + 1, 10**4300 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300)
+@given(value=json_values)
+def test_decode_json_keeps_every_number_python_can_write_back(value: Any) -> None:
+    # Every finite float and every integer of at most 4300 digits decodes to itself and encodes again.
+    assert decode_json(json.dumps(value)) == value
+    json.dumps(decode_json(json.dumps(value)), allow_nan=False)
 
 
 # --- the response --------------------------------------------------------------------------------------
