@@ -299,7 +299,11 @@ def test_a_function_url_reranks_at_its_root_like_at_rerank(app: ModuleType) -> N
     assert root.status == 200 and root.body == named.body
     # Only POST: a GET of the root is 405 with the method to use
     get_root = run(app, with_path(load_event("function-url-health.json"), "/"))
-    assert (get_root.status, get_root.error_type, get_root.headers["Allow"]) == (405, "MethodNotAllowed", "POST")
+    assert (get_root.status, get_root.error_type, get_root.headers["Allow"]) == (
+        405,
+        "MethodNotAllowed",
+        "POST",
+    )
 
 
 @pytest.mark.parametrize("name", ["http-api-rerank-plain-body.json", "rest-api-rerank.json"])

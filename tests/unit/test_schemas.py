@@ -129,7 +129,10 @@ def test_long_passages_are_pre_truncated_and_counted() -> None:
         ('{"query": ', "not valid JSON"),
         ('{"top_k": NaN}', "^top_k is NaN, which is not a JSON number"),
         ("[Infinity]", r"^\[0\] is Infinity, which is not a JSON number"),
-        ('{"passages": [{"meta": {"a b": [1, -1e309]}}]}', r"^passages\[0\].meta\['a b'\]\[1\] is a number beyond"),
+        (
+            '{"passages": [{"meta": {"a b": [1, -1e309]}}]}',
+            r"^passages\[0\].meta\['a b'\]\[1\] is a number beyond",
+        ),
         ('{"top_k": ' + "9" * 4301 + "}", "^top_k is an integer of 4301 digits"),
         ("-" + "1" * 5000, "^the request is an integer of 5000 digits"),
         (b"\xff\xfe{}", "not valid UTF-8"),
@@ -147,7 +150,9 @@ json_values = st.recursive(
     | st.integers(-(10**4300) + 1, 10**4300 - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
