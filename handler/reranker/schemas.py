@@ -155,7 +155,9 @@ def _first_unrepresentable(document: object) -> tuple[str, str] | None:
             continue
         if isinstance(value, float):
             if not math.isfinite(value):
-                return path, "NaN, which is not a JSON number" if math.isnan(value) else "an infinite number"
+                if math.isnan(value):
+                    return path, "NaN, which is not a JSON number"
+                return path, "a number beyond the float range"
         elif isinstance(value, int):
             if _int_too_long(value):
                 return path, f"an integer of more than {_int_digit_limit()} digits"

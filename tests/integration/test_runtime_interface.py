@@ -96,7 +96,7 @@ def make_handler(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
             deadline_ms = int((time.time() + 30) * 1000)
             self._reply(
                 200,
-                json.dumps(event).encode(),
+                event.encode() if isinstance(event, str) else json.dumps(event).encode(),  # str: JSON as is
                 {
                     "Lambda-Runtime-Aws-Request-Id": request_id,
                     "Lambda-Runtime-Deadline-Ms": str(deadline_ms),
@@ -108,7 +108,7 @@ def make_handler(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
-            payload = json.loads(raw) if raw else None
+            payload = json.loads(raw.decode("utf-8"), parse_constant=_not_json) if raw else None
             headers = {name.lower(): value for name, value in self.headers.items()}
             parts = self.path.split("/")
             if self.path == f"{PREFIX}/init/error":
@@ -121,6 +121,10 @@ def make_handler(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
             self._reply(202)
 
     return Handler
+
+
+def _not_json(name: str) -> object:
+    raise AssertionError(f"the runtime sent {name}, which is not JSON")
 
 
 @pytest.fixture
@@ -145,6 +149,8 @@ def start_runtime(api: RuntimeApi, model_dir: Path) -> subprocess.Popen[str]:
             "AWS_LAMBDA_FUNCTION_NAME": "reranker",
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "2048",
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            # As on the managed python3.13 runtime: its encoder then writes non-ASCII text unescaped.
+            "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
             "AWS_REGION": "us-east-1",
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_NAMESPACE": "Reranker",
@@ -217,5 +223,42 @@ def test_missing_model_does_not_fail_init_and_answers_model_unavailable(
         kind, answer, _ = runtime_api.wait_answer(request_id)
         assert (kind, answer["statusCode"]) == ("response", 503)
         assert runtime_api.init_errors == []
+    finally:
+        stop(process)
+
+
+def test_hostile_input_gets_strict_json_answers_through_the_runtime(
+    runtime_api: RuntimeApi, model_dir: Path
+) -> None:
+    # Given text with unpaired surrogates (half an emoji at a chunk's edge) and a number JSON allows but
+    # Python reads as infinity, in events the runtime itself parses
+    passages = [
+        {"id": "chunk-\ud83d", "text": "ends in half an emoji \ud83d", "meta": {"\ude00": ["\udfff", "é"]}}
+    ]
+    direct_event = json.dumps({"query": "emoji \ud800", "passages": passages})
+    http_event = load_event("function-url-root-rerank.json")
+    http_event["body"] = json.dumps({"query": "q", "passages": passages})
+    infinite = '{"query": "q", "passages": [{"text": "a", "meta": {"scores": [1, 1e309]}}]}'
+    process = start_runtime(runtime_api, model_dir)
+    try:
+        assert runtime_api.polled.wait(timeout=WAIT_SECONDS)
+        direct = runtime_api.invoke(direct_event)
+        http = runtime_api.invoke(http_event)
+        refused = runtime_api.invoke(infinite)
+
+        # Then every answer reached the Runtime API as strict UTF-8 JSON echoing the text as sent
+        kind, answer, _ = runtime_api.wait_answer(direct)
+        assert kind == "response", answer
+        assert [(r["id"], r["text"], r["meta"]) for r in answer["results"]] == [
+            (p["id"], p["text"], p["meta"]) for p in json.loads(json.dumps(passages))
+        ]
+        kind, answer, _ = runtime_api.wait_answer(http)
+        assert (kind, answer["statusCode"]) == ("response", 200)
+        assert json.loads(answer["body"])["results"][0]["meta"] == {"\ude00": ["\udfff", "é"]}
+        kind, answer, _ = runtime_api.wait_answer(refused)
+        assert (kind, answer["errorType"]) == ("error", "InvalidRequest")
+        assert answer["errorMessage"].startswith(
+            "passages[0].meta.scores[1] is a number beyond the float range"
+        )
     finally:
         stop(process)

@@ -175,7 +175,7 @@ def test_public_error_keeps_documented_types_and_hides_the_rest() -> None:
 
 def test_responses_above_the_lambda_limit_are_refused() -> None:
     adapters.ensure_response_fits(6 * 1024 * 1024)  # Lambda's limit is inclusive: 6,291,456 bytes
-    with pytest.raises(PayloadTooLarge, match='6 MB.*"return_text": false'):
+    with pytest.raises(PayloadTooLarge, match=r'6 MB.*"return_text": false'):
         adapters.ensure_response_fits(6 * 1024 * 1024 + 1)
     with pytest.raises(PayloadTooLarge, match='"return_documents": false'):
         adapters.ensure_response_fits(6 * 1024 * 1024 + 1, adapters.COHERE_SIZE_ADVICE)
