@@ -28,7 +28,7 @@ from reranker.errors import (
     UnsupportedMediaType,
 )
 from reranker.schemas import LAMBDA_PAYLOAD_LIMIT_BYTES, decode_json, ensure_representable_numbers
-from reranker.text import escape_lone_surrogates, has_lone_surrogate
+from reranker.text import escape_lone_surrogates
 
 type CallerShape = Literal["http_api", "function_url", "rest_api", "direct"]
 type ErrorStyle = Literal["native", "cohere"]
@@ -49,11 +49,6 @@ PUBLIC_ERRORS: tuple[type[RerankerError], ...] = (
 GENERIC_INTERNAL_MESSAGE = "internal error; the function's logs have the details"
 CORRELATION_HEADER = "x-correlation-id"
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:/+=@-]{1,128}$")
-# Far more than the status, headers and keys of a proxy response besides its body.
-_ENVELOPE_BOUND_BYTES = 4096
-# The most bytes one body byte can become when the runtime escapes the body string again: the body is JSON
-# text, so it holds no raw control characters, and only '"' and '\\' grow (to two bytes).
-_MAX_BODY_GROWTH = 2
 
 
 # --- detecting the caller --------------------------------------------------------------------------
@@ -368,10 +363,11 @@ def direct_payload(response: dict[str, Any]) -> tuple[dict[str, Any] | bytes, in
     wrote it.
     """
     text = json.dumps(response, ensure_ascii=False, allow_nan=False)
-    if has_lone_surrogate(text):
+    try:
+        return response, len(text.encode("utf-8"))
+    except UnicodeEncodeError:
         payload = escape_lone_surrogates(text).encode("utf-8")
         return payload, len(payload)
-    return response, len(text.encode("utf-8"))
 
 
 def runtime_payload_size(payload: Mapping[str, Any] | bytes) -> int:
@@ -402,12 +398,15 @@ def ensure_response_fits(size: int, advice: str = NATIVE_SIZE_ADVICE) -> None:
         )
 
 
-def ensure_http_response_fits(response: Mapping[str, Any], advice: str = NATIVE_SIZE_ADVICE) -> None:
-    """ensure_response_fits for a proxy response; skips the second serialization when the body surely fits."""
-    body_bytes = len(response["body"].encode("utf-8"))
-    if _MAX_BODY_GROWTH * body_bytes + _ENVELOPE_BOUND_BYTES <= LAMBDA_PAYLOAD_LIMIT_BYTES:
-        return
-    ensure_response_fits(runtime_payload_size(response), advice)
+def http_payload_size(response: Mapping[str, Any]) -> int:
+    """runtime_payload_size of a proxy response, without serializing its body a second time.
+
+    The body is JSON text from encode_json, so it holds no raw control characters: escaping it again only
+    doubles its quotes and backslashes.
+    """
+    body: str = response["body"]
+    envelope = runtime_payload_size({**response, "body": ""})
+    return envelope + len(body.encode("utf-8")) + body.count('"') + body.count("\\")
 
 
 def read_direct_event(event: object) -> object:

@@ -84,7 +84,7 @@ def handle_http(event: Mapping[str, Any], context: Any, shape: adapters.CallerSh
             200, route.operation(payload, call), correlation_id=request.correlation_id
         )
         size_advice = adapters.COHERE_SIZE_ADVICE if style == "cohere" else adapters.NATIVE_SIZE_ADVICE
-        adapters.ensure_http_response_fits(response, size_advice)
+        adapters.ensure_response_fits(adapters.http_payload_size(response), size_advice)
     except Exception as exc:  # noqa: BLE001 - the one place errors become HTTP answers
         error = report_error(exc)
         logger.append_keys(status=error.http_status)

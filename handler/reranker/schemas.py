@@ -138,6 +138,8 @@ def ensure_representable_numbers(document: object) -> None:
     That is NaN, an infinity (a direct invoke's event is parsed by the runtime, which accepts ``NaN`` and reads
     ``1e309`` as infinity), an integer over Python's int/str digit limit, or a decode_json stand-in for one.
     """
+    if not _may_hold_unrepresentable(document):
+        return
     found = _first_unrepresentable(document)
     if found is not None:
         path, description = found
@@ -145,6 +147,30 @@ def ensure_representable_numbers(document: object) -> None:
             f"{path or 'the request'} is {description}; numbers must be finite floats "
             f"and integers of at most {_int_digit_limit() or 'any number of'} digits"
         )
+
+
+def _may_hold_unrepresentable(document: object) -> bool:
+    """A quick pass that keeps no paths: false when every number in the document is representable."""
+    digit_limit = _int_digit_limit()
+    long_int_bits = 3 * digit_limit if digit_limit else None  # 2 ** (3 * limit) < 10 ** limit
+    stack = [document]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str) or value is None:
+            continue
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, float):
+            if value - value != 0.0:  # NaN or an infinity
+                return True
+        elif isinstance(value, int):
+            if long_int_bits is not None and value.bit_length() > long_int_bits:
+                return True
+        else:
+            return True  # anything else (a tuple, a stand-in): the thorough pass decides
+    return False
 
 
 def _first_unrepresentable(document: object) -> tuple[str, str] | None:
