@@ -96,7 +96,8 @@ def read_http_event(event: Mapping[str, Any], shape: CallerShape) -> HttpRequest
         method = str(_mapping(context.get("http")).get("method", "")).upper()
         path = _http_api_path(event, context)
     request_id = context.get("requestId")
-    request_id = request_id if isinstance(request_id, str) and request_id else None
+    # Echoed in a header: only the characters API Gateway and Lambda use (a crafted event could hold anything).
+    request_id = request_id if isinstance(request_id, str) and _CORRELATION_ID.match(request_id) else None
     header_id = headers.get(CORRELATION_HEADER)
     correlation_id = header_id if header_id and _CORRELATION_ID.match(header_id) else request_id
     body = event.get("body")
