@@ -488,6 +488,7 @@ def test_an_answer_fits_exactly_when_what_lambda_returns_fits(
 @pytest.mark.parametrize("request_id", ["\ud800", "id with spaces", "x" * 129])
 def test_a_crafted_request_id_is_not_echoed_in_a_header(app: ModuleType, request_id: str) -> None:
     event = json.loads(http_event("http_api", json.dumps({"query": "q", "passages": ["a"]})))
+    event["headers"].pop("x-correlation-id", None)  # else the header is the correlation id
     event["requestContext"]["requestId"] = request_id
     answer = invoke_like_lambda(app, json.dumps(event))
     assert answer.status == 200
