@@ -154,6 +154,34 @@ def test_every_substitution_variable_comes_from_the_template() -> None:
         assert used <= set(PLAUSIBLE_SUBSTITUTIONS), uri
 
 
+def error_names(states: dict[str, Any]) -> set[str]:
+    """Every name in a Retry or Catch ErrorEquals, nested Map / Parallel states included."""
+    names: set[str] = set()
+    for state in states.values():
+        for handler in state.get("Retry", []) + state.get("Catch", []):
+            names.update(handler["ErrorEquals"])
+        processor = state.get("ItemProcessor") or state.get("Iterator")
+        if processor:
+            names |= error_names(processor["States"])
+        for branch in state.get("Branches", []):
+            names |= error_names(branch["States"])
+    return names
+
+
+@pytest.mark.parametrize("file_name", [RAG, BATCH])
+def test_every_matched_error_is_one_the_function_can_raise(file_name: str) -> None:
+    """An ErrorEquals name the function never reports is dead: errorType is always a public error type."""
+    from reranker.adapters import PUBLIC_ERRORS
+
+    ours = {
+        name
+        for name in error_names(substituted(file_name)["States"])
+        if not name.startswith(("Lambda.", "States."))
+    }
+    assert ours, file_name
+    assert ours <= {error.__name__ for error in PUBLIC_ERRORS}
+
+
 @pytest.mark.parametrize("file_name", [RAG, BATCH])
 def test_asl_validator_accepts_the_deployed_definition(file_name: str, tmp_path: Path) -> None:
     path = tmp_path / file_name
