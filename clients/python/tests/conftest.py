@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from types import ModuleType
 
 import pytest
 import standin
 from tools.invoke import FIXTURE_MODEL_DIR
+
+# Haystack sends usage events to a remote service unless told not to (read once, when haystack is imported);
+# tests reach nothing but the stand-in on 127.0.0.1.
+os.environ["HAYSTACK_TELEMETRY_ENABLED"] = "False"
 
 ACCESS_KEY = "AKIDSTANDINTEST00001"
 SECRET_KEY = "stand-in-secret/0123456789abcdefghijklmnopqrstu"
