@@ -51,16 +51,22 @@ def verify(
         raise SignatureRejected("IncompleteSignatureException", "Authorization header is malformed")
     secret = secrets.get(match["key"])
     if secret is None:
-        raise SignatureRejected("UnrecognizedClientException", "The security token included in the request is invalid")
+        raise SignatureRejected(
+            "UnrecognizedClientException", "The security token included in the request is invalid"
+        )
     amz_date = headers.get("x-amz-date", "")
     try:
-        signed_at = datetime.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.timezone.utc)
+        signed_at = datetime.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(
+            tzinfo=datetime.timezone.utc
+        )
     except ValueError as exc:
         raise SignatureRejected("IncompleteSignatureException", "X-Amz-Date is missing or malformed") from exc
     if abs(datetime.datetime.now(datetime.timezone.utc) - signed_at) > MAX_CLOCK_SKEW:
         raise SignatureRejected("InvalidSignatureException", "Signature expired")
     if match["date"] != amz_date[:8]:
-        raise SignatureRejected("InvalidSignatureException", "Credential scope date does not match X-Amz-Date")
+        raise SignatureRejected(
+            "InvalidSignatureException", "Credential scope date does not match X-Amz-Date"
+        )
     signed_names = match["signed"].split(";")
     if "host" not in signed_names or any(name not in headers for name in signed_names):
         raise SignatureRejected("IncompleteSignatureException", "a signed header is missing")

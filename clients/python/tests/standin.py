@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from sigv4 import SignatureRejected, SignedBy, verify
+
 from tools.invoke import LocalContext
 from tools.serve import http_answer, http_api_event
 
@@ -79,10 +80,14 @@ def start(handler: Handler, *, secrets: dict[str, str], function_name: str = "re
                 self._error(received, 403, rejected.error_type, rejected.message)
                 return
             if invoke and received.signed_by.service != "lambda":
-                self._error(received, 403, "InvalidSignatureException", "Credential should be scoped to 'lambda'")
+                self._error(
+                    received, 403, "InvalidSignatureException", "Credential should be scoped to 'lambda'"
+                )
                 return
             if not invoke and received.signed_by.service not in ("execute-api", "lambda"):
-                self._error(received, 403, "InvalidSignatureException", "wrong service in the credential scope")
+                self._error(
+                    received, 403, "InvalidSignatureException", "wrong service in the credential scope"
+                )
                 return
             if stand_in.throttle_next > 0:
                 stand_in.throttle_next -= 1
@@ -97,13 +102,17 @@ def start(handler: Handler, *, secrets: dict[str, str], function_name: str = "re
 
         def _invoke(self, received: Received, name: str, body: bytes) -> None:
             stand_in = state["self"]
-            if name.split(":")[-1] != stand_in.function_name and not name.endswith(f":function:{stand_in.function_name}"):
+            if name.rsplit(":", maxsplit=1)[-1] != stand_in.function_name and not name.endswith(
+                f":function:{stand_in.function_name}"
+            ):
                 self._error(received, 404, "ResourceNotFoundException", f"Function not found: {name}")
                 return
             try:
                 event = json.loads(body)
             except ValueError:
-                self._error(received, 400, "InvalidRequestContentException", "Could not parse request body into json")
+                self._error(
+                    received, 400, "InvalidRequestContentException", "Could not parse request body into json"
+                )
                 return
             context = LocalContext(timeout_ms=stand_in.timeout_ms, function_name=stand_in.function_name)
             headers = {"Content-Type": "application/json", "X-Amz-Executed-Version": "$LATEST"}

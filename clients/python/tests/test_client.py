@@ -27,7 +27,11 @@ from lambda_reranker_client.transports import url_target
 
 FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05, total_seconds=10)
 PASSAGES = [
-    {"id": "ce", "text": "A cross-encoder scores the query and the passage together.", "meta": {"source": "docs"}},
+    {
+        "id": "ce",
+        "text": "A cross-encoder scores the query and the passage together.",
+        "meta": {"source": "docs"},
+    },
     "Bananas are yellow and rich in potassium.",
     {"id": 7, "text": "Rerankers reorder retrieved passages by relevance to the query."},
 ]
@@ -46,7 +50,9 @@ CLIENTS: dict[str, Callable[[StandIn], RerankerClient]] = {
     "api-gateway": api_client,
     "function-url": lambda aws: api_client(aws, service="lambda"),
     "invoke-name": invoke_client,
-    "invoke-arn": lambda aws: invoke_client(aws, f"arn:aws:lambda:{REGION}:123456789012:function:{FUNCTION_NAME}"),
+    "invoke-arn": lambda aws: invoke_client(
+        aws, f"arn:aws:lambda:{REGION}:123456789012:function:{FUNCTION_NAME}"
+    ),
 }
 
 
@@ -72,7 +78,11 @@ def test_rerank_returns_typed_results_sorted_by_score(client: RerankerClient, aw
     assert scores == sorted(scores, reverse=True)
     assert all(isinstance(s, float) and 0 <= s <= 1 for s in scores)
     by_index = {r.index: r for r in response.results}
-    assert (by_index[0].id, by_index[0].meta, by_index[0].text) == ("ce", {"source": "docs"}, PASSAGES[0]["text"])  # type: ignore[index]
+    assert (by_index[0].id, by_index[0].meta, by_index[0].text) == (
+        "ce",
+        {"source": "docs"},
+        PASSAGES[0]["text"],
+    )  # type: ignore[index]
     assert (by_index[1].id, by_index[1].meta) == (1, None)
     assert by_index[2].id == 7
     assert response.usage.passages == 3 and response.usage.tokens > 0
@@ -88,7 +98,9 @@ def test_the_signing_service_follows_the_kind_of_endpoint(client: RerankerClient
     assert via_api or signed_by.service == "lambda"
 
 
-def test_top_k_and_return_text_are_sent_and_min_score_only_when_given(client: RerankerClient, aws: StandIn) -> None:
+def test_top_k_and_return_text_are_sent_and_min_score_only_when_given(
+    client: RerankerClient, aws: StandIn
+) -> None:
     response = client.rerank(QUERY, PASSAGES, top_k=1)
 
     assert len(response.results) == 1 and response.results[0].text is None
@@ -115,7 +127,9 @@ def test_async_rerank(aws: StandIn) -> None:
     client = api_client(aws)
 
     async def both() -> list[int]:
-        answers = await asyncio.gather(client.arerank(QUERY, PASSAGES, top_k=2), client.arerank("bananas", PASSAGES))
+        answers = await asyncio.gather(
+            client.arerank(QUERY, PASSAGES, top_k=2), client.arerank("bananas", PASSAGES)
+        )
         return [len(answer.results) for answer in answers]
 
     assert asyncio.run(both()) == [2, 3]
@@ -237,9 +251,18 @@ def test_retry_delays_grow_with_full_jitter_under_the_cap() -> None:
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("https://abc123.execute-api.eu-west-1.amazonaws.com", ("https://abc123.execute-api.eu-west-1.amazonaws.com/rerank", "execute-api", "eu-west-1")),
-        ("https://abc123.execute-api.us-east-2.amazonaws.com/prod/", ("https://abc123.execute-api.us-east-2.amazonaws.com/prod/rerank", "execute-api", "us-east-2")),
-        ("https://xyz.lambda-url.ap-south-1.on.aws/", ("https://xyz.lambda-url.ap-south-1.on.aws/rerank", "lambda", "ap-south-1")),
+        (
+            "https://abc123.execute-api.eu-west-1.amazonaws.com",
+            ("https://abc123.execute-api.eu-west-1.amazonaws.com/rerank", "execute-api", "eu-west-1"),
+        ),
+        (
+            "https://abc123.execute-api.us-east-2.amazonaws.com/prod/",
+            ("https://abc123.execute-api.us-east-2.amazonaws.com/prod/rerank", "execute-api", "us-east-2"),
+        ),
+        (
+            "https://xyz.lambda-url.ap-south-1.on.aws/",
+            ("https://xyz.lambda-url.ap-south-1.on.aws/rerank", "lambda", "ap-south-1"),
+        ),
         ("https://rerank.example.com/rerank", ("https://rerank.example.com/rerank", "execute-api", None)),
     ],
 )

@@ -53,9 +53,12 @@ def test_langchain_compression_retriever_reranks_and_scores(
         ) -> list[Document]:
             return list(self.documents)
 
-    documents = [Document(page_content=text, metadata={"n": n}, id=f"doc-{n}") for n, text in enumerate(TEXTS)]
+    documents = [
+        Document(page_content=text, metadata={"n": n}, id=f"doc-{n}") for n, text in enumerate(TEXTS)
+    ]
     retriever = ContextualCompressionRetriever(
-        base_compressor=LambdaRerank(client=client, top_n=3), base_retriever=ListRetriever(documents=documents)
+        base_compressor=LambdaRerank(client=client, top_n=3),
+        base_retriever=ListRetriever(documents=documents),
     )
 
     found = retriever.invoke(QUERY)

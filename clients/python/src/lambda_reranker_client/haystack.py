@@ -3,7 +3,6 @@
 No ``from __future__ import annotations``: Haystack reads the run() annotations to type its sockets.
 """
 
-
 from dataclasses import replace
 
 from haystack import Document, component
@@ -15,7 +14,9 @@ from lambda_reranker_client.client import RerankerClient
 class LambdaRanker:
     """Documents in, the best ``top_k`` out, sorted, each with the function's ``score``."""
 
-    def __init__(self, client: RerankerClient, top_k: int | None = 10, min_score: float | None = None) -> None:
+    def __init__(
+        self, client: RerankerClient, top_k: int | None = 10, min_score: float | None = None
+    ) -> None:
         self.client = client
         self.top_k = top_k
         self.min_score = min_score

@@ -37,4 +37,6 @@ class LambdaRerank(BaseNodePostprocessor):
         response = self._client.rerank(
             query_bundle.query_str, texts, top_k=self.top_n, min_score=self.min_score
         )
-        return [NodeWithScore(node=nodes[result.index].node, score=result.score) for result in response.results]
+        return [
+            NodeWithScore(node=nodes[result.index].node, score=result.score) for result in response.results
+        ]

@@ -139,9 +139,7 @@ class InvokeTransport:
         except ClientError as exc:
             error = exc.response.get("Error", {})
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            raise error_from_answer(
-                error.get("Code"), str(error.get("Message") or exc), status
-            ) from exc
+            raise error_from_answer(error.get("Code"), str(error.get("Message") or exc), status) from exc
         except BotoCoreError as exc:
             raise TransportError(str(exc), error_type=type(exc).__name__) from exc
         if response.get("FunctionError"):
