@@ -13,6 +13,7 @@ from standin import StandIn
 
 from lambda_reranker_client import (
     AccessDenied,
+    DeadlineExceeded,
     InvalidRequest,
     ModelUnavailable,
     PayloadTooLarge,
@@ -89,13 +90,25 @@ def test_rerank_returns_typed_results_sorted_by_score(client: RerankerClient, aw
     assert all(received.status == 200 and received.signed_by for received in aws.received)
 
 
-def test_the_signing_service_follows_the_kind_of_endpoint(client: RerankerClient, aws: StandIn) -> None:
-    client.rerank(QUERY, ["a"])
+SIGNED_FOR = {
+    "api-gateway": ("execute-api", "/rerank"),
+    "function-url": ("lambda", "/rerank"),
+    "invoke-name": ("lambda", "/2015-03-31/functions/reranker/invocations"),
+    "invoke-arn": (
+        "lambda",
+        "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Areranker/invocations",
+    ),
+}
 
-    signed_by = aws.received[-1].signed_by
-    assert signed_by is not None and (signed_by.access_key, signed_by.region) == (ACCESS_KEY, REGION)
-    via_api = "invocations" not in aws.received[-1].path and signed_by.service == "execute-api"
-    assert via_api or signed_by.service == "lambda"
+
+@pytest.mark.parametrize("kind", sorted(CLIENTS))
+def test_each_endpoint_is_signed_for_its_service(kind: str, aws: StandIn) -> None:
+    CLIENTS[kind](aws).rerank(QUERY, ["a"])
+
+    (received,) = aws.received
+    assert received.signed_by is not None
+    assert (received.signed_by.access_key, received.signed_by.region) == (ACCESS_KEY, REGION)
+    assert (received.signed_by.service, received.path) == SIGNED_FOR[kind]
 
 
 def test_top_k_and_return_text_are_sent_and_min_score_only_when_given(
@@ -222,6 +235,20 @@ def test_model_unavailable_is_retried_then_raised(
         client.rerank(QUERY, PASSAGES)
 
     assert caught.value.error_type == "ModelUnavailable"
+    assert len(aws.received) == FAST_RETRY.max_attempts
+
+
+def test_deadline_exceeded_is_retried_then_raised(
+    client: RerankerClient, aws: StandIn, handler_env: Callable[..., None]
+) -> None:
+    handler_env(DEADLINE_POLICY="error")
+    aws.timeout_ms = 1  # every invocation starts with its time already spent
+    try:
+        with pytest.raises(DeadlineExceeded, match="deadline"):
+            client.rerank(QUERY, PASSAGES)
+    finally:
+        aws.timeout_ms = 29_000
+
     assert len(aws.received) == FAST_RETRY.max_attempts
 
 
