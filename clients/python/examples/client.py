@@ -3,7 +3,7 @@ import os
 from lambda_reranker_client import RerankerClient
 
 # Stack output ApiUrl (SigV4 service execute-api) or FunctionUrl (service lambda): the host says which.
-# Credentials and region come from botocore's usual chain (environment, profile, SSO, instance role).
+# Credentials come from botocore's usual chain (environment, profile, SSO, instance role).
 client = RerankerClient.from_url(os.environ["RERANKER_URL"])
 response = client.rerank(
     "what is a cross-encoder?",

@@ -14,6 +14,7 @@ CLIENT_DIR = Path(__file__).resolve().parent.parent
 EXAMPLES = CLIENT_DIR / "examples"
 README = CLIENT_DIR.parent.parent / "README.md"
 SECTION = "### Calling the API with SigV4"
+CLIENT_README = CLIENT_DIR / "README.md"
 # Each example's last printed lines, as the fixture model ranks them (the cross-encoder passage first).
 EXPECTED_LAST_LINE = {
     "client.py": "[1, 0]",
@@ -38,6 +39,12 @@ def test_the_readme_section_shows_every_example_verbatim() -> None:
     assert {path.name for path in examples} == set(EXPECTED_LAST_LINE)
     for path in examples:
         assert path.read_text(encoding="utf-8") in blocks, f"README {SECTION!r} lacks {path.name} verbatim"
+
+
+def test_the_client_readme_shows_the_client_example_verbatim() -> None:
+    blocks = re.findall(r"```python\n(.*?)```", CLIENT_README.read_text(encoding="utf-8"), flags=re.DOTALL)
+
+    assert blocks == [(EXAMPLES / "client.py").read_text(encoding="utf-8")]
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_LAST_LINE))
