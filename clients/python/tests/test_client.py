@@ -111,6 +111,14 @@ def test_each_endpoint_is_signed_for_its_service(kind: str, aws: StandIn) -> Non
     assert (received.signed_by.service, received.path) == SIGNED_FOR[kind]
 
 
+def test_an_explicit_region_and_service_are_what_is_signed_for(aws: StandIn) -> None:
+    RerankerClient.from_url(aws.url, "eu-west-3", service="lambda").rerank(QUERY, ["a"])
+
+    (received,) = aws.received
+    assert received.signed_by is not None
+    assert (received.signed_by.region, received.signed_by.service) == ("eu-west-3", "lambda")
+
+
 def test_top_k_and_return_text_are_sent_and_min_score_only_when_given(
     client: RerankerClient, aws: StandIn
 ) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import botocore.session
@@ -87,7 +87,7 @@ class RerankerClient:
         session = session or botocore.session.Session()
         target = url_target(url)
         if service:
-            target = type(target)(target.url, service, target.region)
+            target = replace(target, service=service)
         region = region or target.region or session.get_config_variable("region")
         if not region:
             raise NoRegionError()
