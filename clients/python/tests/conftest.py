@@ -80,8 +80,11 @@ def aws(server: standin.StandIn) -> Iterator[standin.StandIn]:
     """The stand-in with an empty request log and no throttling left over from another test."""
     server.received.clear()
     server.throttle_next = 0
+    server.answer_delay = 0.0
     yield server
+    server.settle()
     server.throttle_next = 0
+    server.answer_delay = 0.0
 
 
 @pytest.fixture

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,18 +43,34 @@ class Received:
 
 @dataclass
 class StandIn:
-    """The running server; tests read ``received`` and set ``throttle_next`` to answer 429 that many times."""
+    """The running server; tests read ``received``, set ``throttle_next`` to answer 429 that many times and
+    ``answer_delay`` to hold every answer back that many seconds."""
 
     url: str
     function_name: str
     server: ThreadingHTTPServer
     received: list[Received] = field(default_factory=list)
     throttle_next: int = 0
+    answer_delay: float = 0.0
     timeout_ms: int = 29_000
+
+    def settle(self, timeout: float = 5.0) -> None:
+        """Wait (bounded) until every request received so far has been answered, so none outlives its test."""
+        deadline = time.monotonic() + timeout
+        while any(received.status == 0 for received in self.received) and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that gave up (read timeout) is fine
+            super().handle_error(request, client_address)
 
 
 def start(handler: Handler, *, secrets: dict[str, str], function_name: str = "reranker") -> StandIn:
@@ -89,6 +107,7 @@ def start(handler: Handler, *, secrets: dict[str, str], function_name: str = "re
                     received, 403, "InvalidSignatureException", "wrong service in the credential scope"
                 )
                 return
+            time.sleep(stand_in.answer_delay)
             if stand_in.throttle_next > 0:
                 stand_in.throttle_next -= 1
                 self._error(received, 429, "TooManyRequestsException", "Rate Exceeded.")
@@ -164,8 +183,7 @@ def start(handler: Handler, *, secrets: dict[str, str], function_name: str = "re
             self.end_headers()
             self.wfile.write(payload)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", 0), RequestHandler)
     host, port = server.server_address[:2]
     stand_in = StandIn(url=f"http://{host}:{port}", function_name=function_name, server=server)
     state["self"] = stand_in

@@ -212,6 +212,19 @@ def test_no_answer_is_a_transport_error(aws: StandIn) -> None:
         closed.rerank(QUERY, ["a"])
 
 
+@pytest.mark.parametrize("make", [api_client, invoke_client], ids=["api", "invoke"])
+def test_the_read_timeout_applies_and_is_not_retried(
+    make: Callable[..., RerankerClient], aws: StandIn
+) -> None:
+    aws.answer_delay = 0.5
+
+    with pytest.raises(TransportError) as caught:
+        make(aws, read_timeout=0.1).rerank(QUERY, ["a"])
+
+    assert "timeout" in caught.value.error_type.lower()
+    assert len(aws.received) == 1  # neither our policy nor botocore's retried it
+
+
 # --- retries: throttling, ModelUnavailable, DeadlineExceeded only ----------------------------------
 
 
