@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from reranker import adapters
+from reranker import adapters, tei
 from reranker import observability as obs
 from reranker.adapters import Call, Route, Router
 from reranker.observability import logger, metrics, tracing
@@ -22,6 +22,7 @@ from reranker.service import (
     rerank,
     rerank_cohere_v1,
     rerank_cohere_v2,
+    rerank_tei,
     reset,
 )
 
@@ -71,6 +72,7 @@ def handle_http(event: Mapping[str, Any], context: Any, shape: adapters.CallerSh
     logger.set_correlation_id(request.correlation_id)
     logger.append_keys(method=request.method, path=request.path)
     style = ROUTER.error_style(request.path)
+    speaks_tei = False
     try:
         route = ROUTER.resolve(request.method, request.path)
         authenticate(request.headers)
@@ -78,12 +80,17 @@ def handle_http(event: Mapping[str, Any], context: Any, shape: adapters.CallerSh
         call = Call(
             shape=shape, context=context, headers=request.headers, correlation_id=request.correlation_id
         )
-        response = adapters.http_response(
-            200, route.operation(payload, call), correlation_id=request.correlation_id
-        )
+        # The native rerank route also answers TEI's rerank API: a body with texts (and no passages).
+        speaks_tei = route.operation is rerank and tei.is_tei_request(payload)
+        answer: object = rerank_tei(payload, call) if speaks_tei else route.operation(payload, call)
+        response = adapters.http_response(200, answer, correlation_id=request.correlation_id)
         adapters.ensure_response_fits(len(response["body"].encode("utf-8")))
     except Exception as exc:  # noqa: BLE001 - the one place errors become HTTP answers
         error = report_error(exc)
+        if speaks_tei:
+            status, body = tei.error_status_and_body(error)
+            logger.append_keys(status=status)
+            return adapters.http_response(status, body, correlation_id=request.correlation_id)
         logger.append_keys(status=error.http_status)
         return adapters.http_error_response(error, style, request.correlation_id)
     logger.append_keys(status=200)
