@@ -51,7 +51,9 @@ EXPECTED: dict[str, Expectation] = {
     "http-api-bad-min-score.json": Expectation(400, "InvalidRequest", message_contains="min_score"),
     # TEI's rerank API on POST /rerank: a bare list; errors {"error": message, "error_type": kind}
     "http-api-tei-rerank.json": Expectation(200),
-    "http-api-tei-bad-texts.json": Expectation(422, "validation", message_contains="texts[1] must be a string"),
+    "http-api-tei-bad-texts.json": Expectation(
+        422, "validation", message_contains="texts[1] must be a string"
+    ),
     # Lambda Function URL (payload 2.0 on a lambda-url domain)
     "function-url-rerank.json": Expectation(200, results=3),
     "function-url-health.json": Expectation(200),
