@@ -155,7 +155,12 @@ def make_server(
             if self.command != "HEAD":
                 self.wfile.write(payload)
 
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _invoke
+        def __getattr__(self, name: str) -> Any:
+            # Every method (QUERY, TRACE, ...) reaches the function, as with API Gateway's $default route: the
+            # function's router answers 405, where http.server would answer an HTML 501.
+            if name.startswith("do_"):
+                return self._invoke
+            raise AttributeError(name)
 
     server = ThreadingHTTPServer((host, port), RequestHandler)
     server.daemon_threads = True

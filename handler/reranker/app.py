@@ -18,6 +18,7 @@ from reranker.service import (
     authenticate,
     health,
     initialize,
+    openapi_document,
     report_error,
     rerank,
     rerank_cohere_v1,
@@ -36,6 +37,7 @@ ROUTER = Router(
         Route("GET", "/health", health, reads_body=False),
         Route("POST", "/v1/rerank", rerank_cohere_v1, error_style="cohere"),
         Route("POST", "/v2/rerank", rerank_cohere_v2, error_style="cohere"),
+        Route("GET", "/openapi.json", openapi_document, reads_body=False),
     ]
 )
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from reranker import adapters, batch, cohere, schemas, tei
@@ -24,6 +26,8 @@ VERSION = "0.1.0"
 INITIALIZATION_TYPE = "AWS_LAMBDA_INITIALIZATION_TYPE"
 # A transient S3 failure at init is retried by later invocations, at most this often.
 LOAD_RETRY_SECONDS = 30.0
+# The OpenAPI description of every HTTP route, shipped in the package and read on the first GET /openapi.json.
+OPENAPI_DOCUMENT = Path(__file__).with_name("openapi.json")
 
 
 @dataclass
@@ -398,6 +402,19 @@ def health(payload: object, call: Call) -> dict[str, Any]:
             "evictions": runtime.cache.evictions,
         },
     }
+
+
+_openapi_cache: dict[str, Any] = {}
+
+
+def openapi_document(payload: object, call: Call) -> dict[str, Any]:
+    """GET /openapi.json: read once per environment on first use, so cold starts never pay for it."""
+    if not _openapi_cache:
+        document = json.loads(OPENAPI_DOCUMENT.read_text(encoding="utf-8"))
+        if not isinstance(document, dict):
+            raise TypeError(f"{OPENAPI_DOCUMENT.name} must hold a JSON object")
+        _openapi_cache.update(document)
+    return _openapi_cache
 
 
 def deadline_check(context: Any, settings: Settings) -> Callable[[], bool] | None:
