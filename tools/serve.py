@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     host, port = server.server_address[:2]
     print(
         f"[serve] init {time.perf_counter() - started:.2f} s; listening on http://{host}:{port} "
-        "(POST /rerank, GET /health, POST /v1/rerank, POST /v2/rerank); Ctrl-C stops",
+        "(POST /rerank, GET /health, POST /v1/rerank, POST /v2/rerank, GET /openapi.json); Ctrl-C stops",
         file=sys.stderr,
     )
     try:

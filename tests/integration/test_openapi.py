@@ -50,10 +50,7 @@ def documented_routes() -> set[tuple[str, str]]:
     paths = load_document()["paths"]
     assert isinstance(paths, dict)
     return {
-        (method.upper(), path)
-        for path, item in paths.items()
-        for method in item
-        if method in HTTP_METHODS
+        (method.upper(), path) for path, item in paths.items() for method in item if method in HTTP_METHODS
     }
 
 
