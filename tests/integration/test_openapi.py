@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -25,9 +28,10 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from reranker.service import OPENAPI_DOCUMENT
+from tests.conftest import BASE_ENV
 from tests.models import fixture_model
 from tests.serve_process import serve_process
-from tools.invoke import LocalContext
+from tools.invoke import HANDLER_DIR, LocalContext
 from tools.serve import http_api_event
 
 pytestmark = pytest.mark.xdist_group("openapi-server")
@@ -82,6 +86,20 @@ def test_get_openapi_json_serves_the_committed_document(app: ModuleType) -> None
     assert response["statusCode"] == 200
     assert response["headers"]["Content-Type"] == "application/json"
     assert json.loads(response["body"]) == load_document()
+
+
+def test_cold_start_does_not_read_the_document(model_dir: Path) -> None:
+    # Lambda's init imports reranker.app; the document is read only when GET /openapi.json first asks for it.
+    probe = (
+        "import reranker.app, reranker.service as service; "
+        "assert not service._openapi_cache, 'read at import'; "
+        "service.openapi_document(None, None); assert service._openapi_cache['openapi'] == '3.1.0'"
+    )
+    env = {**os.environ, **BASE_ENV, "MODEL_DIR": str(model_dir), "PYTHONPATH": str(HANDLER_DIR)}
+    completed = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
 
 
 # --- schemathesis against ./dev serve -----------------------------------------------------------------------
