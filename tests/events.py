@@ -48,6 +48,12 @@ EXPECTED: dict[str, Expectation] = {
     "http-api-wrong-content-type.json": Expectation(415, "UnsupportedMediaType"),
     "http-api-unknown-route.json": Expectation(404, "RouteNotFound", message_contains="/v3/rerank"),
     "http-api-wrong-method.json": Expectation(405, "MethodNotAllowed", message_contains="POST"),
+    "http-api-bad-min-score.json": Expectation(400, "InvalidRequest", message_contains="min_score"),
+    # TEI's rerank API on POST /rerank: a bare list; errors {"error": message, "error_type": kind}
+    "http-api-tei-rerank.json": Expectation(200),
+    "http-api-tei-bad-texts.json": Expectation(
+        422, "validation", message_contains="texts[1] must be a string"
+    ),
     # Lambda Function URL (payload 2.0 on a lambda-url domain)
     "function-url-rerank.json": Expectation(200, results=3),
     "function-url-health.json": Expectation(200),
@@ -65,6 +71,7 @@ EXPECTED: dict[str, Expectation] = {
     # Direct invoke (Step Functions lambda:invoke): errors are raised, status is the error's http_status
     "direct-rerank.json": Expectation(200, results=3),
     "direct-rerank-no-text.json": Expectation(200, results=5),
+    "direct-rerank-min-score.json": Expectation(200),
     "direct-empty-passages.json": Expectation(200, results=0),
     "direct-missing-query.json": Expectation(400, "InvalidRequest", message_contains="query is required"),
     "direct-bad-top-k.json": Expectation(400, "InvalidRequest", message_contains="top_k must be a positive"),
@@ -124,6 +131,8 @@ class Outcome:
             return self.raised.error_type
         if isinstance(self.body, dict) and isinstance(self.body.get("error"), dict):
             return str(self.body["error"]["type"])
+        if isinstance(self.body, dict) and "error_type" in self.body:
+            return str(self.body["error_type"])  # TEI's error shape
         return None  # also Cohere's error shape, which has no type
 
     @property
@@ -132,6 +141,8 @@ class Outcome:
             return self.raised.public_message
         if "error" not in self.body:
             return str(self.body["message"])  # Cohere's error shape
+        if isinstance(self.body["error"], str):
+            return self.body["error"]  # TEI's error shape
         return str(self.body["error"]["message"])
 
 

@@ -155,7 +155,12 @@ def make_server(
             if self.command != "HEAD":
                 self.wfile.write(payload)
 
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _invoke
+        def __getattr__(self, name: str) -> Any:
+            # Every method (QUERY, TRACE, ...) reaches the function, as with API Gateway's $default route: the
+            # function's router answers 405, where http.server would answer an HTML 501.
+            if name.startswith("do_"):
+                return self._invoke
+            raise AttributeError(name)
 
     server = ThreadingHTTPServer((host, port), RequestHandler)
     server.daemon_threads = True
@@ -183,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     host, port = server.server_address[:2]
     print(
         f"[serve] init {time.perf_counter() - started:.2f} s; listening on http://{host}:{port} "
-        "(POST /rerank, GET /health, POST /v1/rerank, POST /v2/rerank); Ctrl-C stops",
+        "(POST /rerank, GET /health, POST /v1/rerank, POST /v2/rerank, GET /openapi.json); Ctrl-C stops",
         file=sys.stderr,
     )
     try:

@@ -307,7 +307,7 @@ def error_body(error: RerankerError, style: ErrorStyle) -> dict[str, Any]:
 
 def http_response(
     status: int,
-    body: Mapping[str, Any],
+    body: object,  # a JSON object, or a list (TEI's rerank answer)
     *,
     correlation_id: str | None = None,
     extra_headers: Mapping[str, str] | None = None,

@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from reranker import adapters
+from reranker import adapters, tei
 from reranker import observability as obs
 from reranker.adapters import Call, Route, Router
 from reranker.observability import logger, metrics, tracing
@@ -18,10 +18,12 @@ from reranker.service import (
     authenticate,
     health,
     initialize,
+    openapi_document,
     report_error,
     rerank,
     rerank_cohere_v1,
     rerank_cohere_v2,
+    rerank_tei,
     reset,
 )
 
@@ -35,6 +37,7 @@ ROUTER = Router(
         Route("GET", "/health", health, reads_body=False),
         Route("POST", "/v1/rerank", rerank_cohere_v1, error_style="cohere"),
         Route("POST", "/v2/rerank", rerank_cohere_v2, error_style="cohere"),
+        Route("GET", "/openapi.json", openapi_document, reads_body=False),
         # A Function URL has no API Gateway routes: its callers post to the root.
         Route("POST", "/", rerank, callers=("function_url",)),
     ]
@@ -73,6 +76,7 @@ def handle_http(event: Mapping[str, Any], context: Any, shape: adapters.CallerSh
     logger.set_correlation_id(request.correlation_id)
     logger.append_keys(method=request.method, path=request.path)
     style = ROUTER.error_style(request.path, shape)
+    speaks_tei = False
     try:
         route = ROUTER.resolve(request.method, request.path, shape)
         authenticate(request.headers)
@@ -80,13 +84,18 @@ def handle_http(event: Mapping[str, Any], context: Any, shape: adapters.CallerSh
         call = Call(
             shape=shape, context=context, headers=request.headers, correlation_id=request.correlation_id
         )
-        response = adapters.http_response(
-            200, route.operation(payload, call), correlation_id=request.correlation_id
-        )
+        # The native rerank route also answers TEI's rerank API: a body with texts (and no passages).
+        speaks_tei = route.operation is rerank and tei.is_tei_request(payload)
+        answer: object = rerank_tei(payload, call) if speaks_tei else route.operation(payload, call)
+        response = adapters.http_response(200, answer, correlation_id=request.correlation_id)
         size_advice = adapters.COHERE_SIZE_ADVICE if style == "cohere" else adapters.NATIVE_SIZE_ADVICE
         adapters.ensure_response_fits(adapters.http_payload_size(response), size_advice)
     except Exception as exc:  # noqa: BLE001 - the one place errors become HTTP answers
         error = report_error(exc)
+        if speaks_tei:
+            status, body = tei.error_status_and_body(error)
+            logger.append_keys(status=status)
+            return adapters.http_response(status, body, correlation_id=request.correlation_id)
         logger.append_keys(status=error.http_status)
         return adapters.http_error_response(error, style, request.correlation_id)
     logger.append_keys(status=200)

@@ -55,7 +55,12 @@ class EngineOptions:
 
 @dataclass(frozen=True)
 class ScoreReport:
-    """Scores in the caller's order; None marks a passage left unscored because should_stop() said so."""
+    """Scores in the caller's order; None marks a passage left unscored because should_stop() said so.
+
+    ``logits`` (only when score() was asked for them) are the raw logits in the same order: the model's
+    one output, or for two-column models the positive column minus the negative one, so that each score
+    is exactly the logistic function of its logit.
+    """
 
     scores: list[float | None]
     tokens: int = 0
@@ -63,6 +68,7 @@ class ScoreReport:
     windows: int = 0
     tokenize_seconds: float = 0.0
     inference_seconds: float = 0.0
+    logits: list[float | None] | None = None
 
     @property
     def complete(self) -> bool:
@@ -83,6 +89,7 @@ class _Accumulator:
     scores: list[float | None]
     windows: int = 0
     best: dict[int, float] = field(default_factory=dict)
+    best_logit: dict[int, float] = field(default_factory=dict)
     runs_scored: dict[int, int] = field(default_factory=dict)
 
 
@@ -106,6 +113,12 @@ def stable_softmax_positive(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(values - values.max(axis=1, keepdims=True))
     result: np.ndarray = shifted[:, 1] / shifted.sum(axis=1)
     return result
+
+
+def raw_logits(logits: np.ndarray) -> np.ndarray:
+    """One raw logit per row whose logistic function is the row's score (see logits_to_scores)."""
+    values = logits.astype(np.float64)
+    return values[:, 0] if values.shape[1] == 1 else values[:, 1] - values[:, 0]
 
 
 def logits_to_scores(logits: np.ndarray) -> np.ndarray:
@@ -291,10 +304,14 @@ class CrossEncoder:
         *,
         long_documents: LongDocuments | None = None,
         should_stop: Callable[[], bool] | None = None,
+        with_logits: bool = False,
     ) -> ScoreReport:
-        """Score every passage against the query; stop early (leaving None) once should_stop() is true."""
+        """Score every passage against the query; stop early (leaving None) once should_stop() is true.
+
+        ``with_logits``: also report each passage's raw logit (its best window's in window mode).
+        """
         if not passages:
-            return ScoreReport(scores=[])
+            return ScoreReport(scores=[], logits=[] if with_logits else None)
         started = time.perf_counter()
         pending, truncated = self._encode(query, passages, long_documents or self.options.long_documents)
         tokenize_seconds = time.perf_counter() - started
@@ -308,10 +325,12 @@ class CrossEncoder:
         runs_needed: dict[int, int] = {}
         for run in pending:
             runs_needed[run.passage] = runs_needed.get(run.passage, 0) + 1
+        logits: list[float | None] = [None] * len(passages)
         for passage, best in accumulator.best.items():
             # A passage whose windows were only partly scored gets no partial maximum.
             if accumulator.runs_scored[passage] == runs_needed[passage]:
                 accumulator.scores[passage] = best
+                logits[passage] = accumulator.best_logit[passage]
         return ScoreReport(
             scores=accumulator.scores,
             tokens=sum(len(run.ids) for run in pending),
@@ -319,6 +338,7 @@ class CrossEncoder:
             windows=accumulator.windows,
             tokenize_seconds=tokenize_seconds,
             inference_seconds=time.perf_counter() - started - tokenize_seconds,
+            logits=logits if with_logits else None,
         )
 
     def _encode(self, query: str, passages: Sequence[str], mode: LongDocuments) -> tuple[list[_Pending], int]:
@@ -463,11 +483,19 @@ class CrossEncoder:
     @staticmethod
     def _record(batch: list[_Pending], logits: np.ndarray, accumulator: _Accumulator) -> None:
         # One pair, one logit (the int8 hot path): plain floats beat five numpy calls on a 1x1 array.
-        scores = (
-            [sigmoid(float(logits[0, 0]))] if logits.shape == (1, 1) else logits_to_scores(logits).tolist()
-        )
-        for run, value in zip(batch, scores, strict=True):
+        if logits.shape == (1, 1):
+            raw = [float(logits[0, 0])]
+            scores = [sigmoid(raw[0])]
+        else:
+            raw = raw_logits(logits).tolist()
+            scores = logits_to_scores(logits).tolist()
+        for run, value, logit in zip(batch, scores, raw, strict=True):
             previous = accumulator.best.get(run.passage)
             accumulator.best[run.passage] = value if previous is None else max(previous, value)
+            # The logistic function is monotonic: the best window's logit is the largest logit.
+            previous_logit = accumulator.best_logit.get(run.passage)
+            accumulator.best_logit[run.passage] = (
+                logit if previous_logit is None else max(previous_logit, logit)
+            )
             accumulator.runs_scored[run.passage] = accumulator.runs_scored.get(run.passage, 0) + 1
         accumulator.windows += len(batch)

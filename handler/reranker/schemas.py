@@ -18,7 +18,15 @@ type JsonScalar = str | int | float | bool | None
 
 # Every field the native request may carry; anything else is rejected so that a typo
 # ("top_n", "documents", "metadata") fails loudly instead of being ignored.
-REQUEST_FIELDS = ("query", "passages", "top_k", "return_text", "long_documents", "correlation_id")
+REQUEST_FIELDS = (
+    "query",
+    "passages",
+    "top_k",
+    "min_score",
+    "return_text",
+    "long_documents",
+    "correlation_id",
+)
 LONG_DOCUMENT_MODES: tuple[LongDocuments, ...] = ("truncate", "window")
 PASSAGE_FIELDS = ("id", "text", "meta")
 MAX_CORRELATION_ID_CHARS = 128
@@ -68,6 +76,7 @@ class RerankRequest:
     passages: tuple[Passage, ...]
     top_k: int | None = None
     return_text: bool = True
+    min_score: float | None = None  # scored passages below it are dropped (before the top_k cut)
     correlation_id: str | None = None
     long_documents: LongDocuments | None = None  # None: the deployment's LONG_DOCUMENTS
 
@@ -243,8 +252,14 @@ def parse_rerank_request(payload: object, limits: Limits) -> RerankRequest:
         raise PayloadTooLarge(f"query has {len(query)} characters; the limit is {limits.max_query_chars}")
 
     top_k = payload.get("top_k")
+    if isinstance(top_k, float) and top_k.is_integer():
+        top_k = int(
+            top_k
+        )  # JSON (and JSON Schema's "integer") does not tell 5.0 from 5; Python clients send 5.0
     if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
         raise InvalidRequest(f"top_k must be a positive integer, got {_describe_value(top_k)}")
+
+    min_score = parse_min_score(payload.get("min_score"))
 
     return_text = payload.get("return_text", True)
     if not isinstance(return_text, bool):
@@ -268,9 +283,24 @@ def parse_rerank_request(payload: object, limits: Limits) -> RerankRequest:
         passages=passages,
         top_k=top_k,
         return_text=return_text,
+        min_score=min_score,
         correlation_id=correlation_id,
         long_documents=long_documents,
     )
+
+
+def parse_min_score(value: object) -> float | None:
+    """``min_score``: a number from 0 to 1 (scores are probabilities), or None when absent."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and not math.isfinite(value))
+        or not 0 <= value <= 1
+    ):
+        raise InvalidRequest(f"min_score must be a number from 0 to 1, got {_describe_value(value)}")
+    return float(value)
 
 
 def _parse_passages(raw: object, query: str, limits: Limits) -> tuple[Passage, ...]:
@@ -336,10 +366,13 @@ def build_rerank_response(
     windows: int | None = None,
     cached: int | None = None,
 ) -> dict[str, Any]:
-    """Rank scored passages (ties keep input order), cut to top_k, append unscored ones unranked.
+    """Rank scored passages (ties keep input order), drop those below min_score, cut to top_k, append
+    unscored ones unranked.
 
-    ``scores`` is in the caller's order; ``None`` marks a passage the deadline left unscored. ``usage``
-    counts the model runs (``windows``: one per passage, more in window mode) and the cache hits when given.
+    ``scores`` is in the caller's order; ``None`` marks a passage the deadline left unscored (never dropped
+    by min_score: it has no score to compare). ``usage`` counts the model runs (``windows``: one per
+    passage, more in window mode), the cache hits when given, and ``filtered`` (the passages min_score
+    dropped) when the request set min_score.
     """
     if len(scores) != len(request.passages):
         raise ValueError(f"got {len(scores)} scores for {len(request.passages)} passages")
@@ -349,6 +382,11 @@ def build_rerank_response(
         if score is not None
     ]
     scored.sort(key=lambda pair: -pair[0])  # stable: ties keep input order
+    filtered = 0
+    if request.min_score is not None:
+        kept = [pair for pair in scored if pair[0] >= request.min_score]
+        filtered = len(scored) - len(kept)
+        scored = kept
     unscored = [passage for score, passage in zip(scores, request.passages, strict=True) if score is None]
     limit = len(request.passages) if request.top_k is None else request.top_k
     results = [_result(passage, score, request.return_text) for score, passage in scored[:limit]]
@@ -361,6 +399,8 @@ def build_rerank_response(
         usage["windows"] = windows
     if cached is not None:
         usage["cached"] = cached
+    if request.min_score is not None:
+        usage["filtered"] = filtered
     return {"model": model, "results": results, "usage": usage}
 
 

@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
-from reranker import adapters, batch, cohere, schemas
+from reranker import adapters, batch, cohere, schemas, tei
 from reranker import observability as obs
 from reranker.adapters import Call
 from reranker.auth import BearerAuthenticator
-from reranker.config import Settings
-from reranker.engine import CrossEncoder, EngineOptions
+from reranker.config import LongDocuments, Settings
+from reranker.engine import CrossEncoder, EngineOptions, ScoreReport
 from reranker.errors import DeadlineExceeded, ModelDownloadFailed, ModelUnavailable, RerankerError
 from reranker.model_store import ModelLocation, locate_model
 from reranker.observability import logger, tracing
-from reranker.score_cache import ScoreCache, score_with_cache
+from reranker.score_cache import CachedScoreReport, ScoreCache, score_with_cache
 
 VERSION = "0.1.0"
 INITIALIZATION_TYPE = "AWS_LAMBDA_INITIALIZATION_TYPE"
 # A transient S3 failure at init is retried by later invocations, at most this often.
 LOAD_RETRY_SECONDS = 30.0
+# The OpenAPI description of every HTTP route, shipped in the package and read on the first GET /openapi.json.
+OPENAPI_DOCUMENT = Path(__file__).with_name("openapi.json")
 
 
 @dataclass
@@ -230,6 +234,30 @@ def rerank_cohere(payload: object, call: Call, version: cohere.ApiVersion) -> di
     )
 
 
+def rerank_tei(payload: object, call: Call) -> list[dict[str, Any]]:
+    """TEI's rerank API on POST /rerank (a body with texts): the same scoring, TEI's request and answer."""
+    settings, engine, runtime = ready_runtime()
+    request = tei.parse_tei_request(payload, schemas.Limits.from_settings(settings))
+    if not request.truncate:
+        tei.ensure_fits_without_truncation(
+            engine.passage_tokenizer(), engine.max_length, request.native.query, request.texts
+        )
+    tally = obs.RerankTally(cache_enabled=runtime.cache.enabled)
+    scored = score_passages(
+        request.native,
+        runtime,
+        deadline_check(call.context, settings),
+        tally,
+        with_logits=request.raw_scores,
+        may_fall_back=False,
+    )
+    answer = tei.build_tei_response(request, scored.report.scores, scored.report.logits)
+    tally.returned += len(answer)
+    tally.emit()
+    logger.append_keys(model=engine.name, api="tei", raw_scores=request.raw_scores)
+    return answer
+
+
 def score_and_rank(
     request: schemas.RerankRequest,
     runtime: Runtime,
@@ -237,6 +265,37 @@ def score_and_rank(
     tally: obs.RerankTally,
 ) -> dict[str, Any]:
     """Cache lookup, engine for the misses, deadline policy, ranking: one request's native answer."""
+    engine = runtime.engine
+    assert engine is not None  # ready_runtime() checked
+    scored = score_passages(request, runtime, should_stop, tally)
+    report = scored.report
+    response = schemas.build_rerank_response(
+        request,
+        report.scores,
+        model=engine.name,
+        tokens=report.tokens,
+        truncated=report.truncated,
+        windows=report.windows,
+        cached=scored.hits if runtime.cache.enabled else None,
+    )
+    tally.returned += len(response["results"])
+    return response
+
+
+def score_passages(
+    request: schemas.RerankRequest,
+    runtime: Runtime,
+    should_stop: Callable[[], bool] | None,
+    tally: obs.RerankTally,
+    *,
+    with_logits: bool = False,
+    may_fall_back: bool = True,
+) -> CachedScoreReport:
+    """Scores (and raw logits when asked) for one request, with the deadline policy applied and tallied.
+
+    Raw logits bypass the warm cache, which keeps scores only. ``may_fall_back`` False: a deadline that
+    leaves passages unscored is DeadlineExceeded whatever the policy (for answers that cannot flag them).
+    """
     settings, engine = runtime.settings, runtime.engine
     assert settings is not None and engine is not None  # ready_runtime() checked
     if settings.log_payloads:
@@ -247,18 +306,23 @@ def score_and_rank(
     tracing.annotate("model", engine.name)
     tracing.annotate("passages", len(request.passages))
     with tracing.subsegment("## engine.score"):
-        scored = score_with_cache(
-            engine,
-            runtime.cache,
-            request.query,
-            request.scored_texts,
-            long_documents=mode,
-            should_stop=should_stop,
-        )
+        if with_logits:
+            scored = CachedScoreReport(
+                report=_score_with_logits(engine, request, mode, should_stop), hits=0, lookup_seconds=0.0
+            )
+        else:
+            scored = score_with_cache(
+                engine,
+                runtime.cache,
+                request.query,
+                request.scored_texts,
+                long_documents=mode,
+                should_stop=should_stop,
+            )
     report = scored.report
     unscored = sum(1 for score in report.scores if score is None)
     if unscored:
-        if settings.deadline_policy == "error":
+        if settings.deadline_policy == "error" or not may_fall_back:
             raise DeadlineExceeded(
                 f"{unscored} of {len(request.passages)} passages were not scored before the deadline; "
                 "send fewer passages or raise the function timeout"
@@ -268,15 +332,6 @@ def score_and_rank(
             extra={"unscored": unscored, "passages": len(request.passages), "batch_item": tally.position},
         )
         tally.deadline_fallbacks += 1
-    response = schemas.build_rerank_response(
-        request,
-        report.scores,
-        model=engine.name,
-        tokens=report.tokens,
-        truncated=report.truncated,
-        windows=report.windows,
-        cached=scored.hits if runtime.cache.enabled else None,
-    )
     tally.requests += 1
     tally.passages += len(request.passages)
     tally.tokens += report.tokens
@@ -285,11 +340,24 @@ def score_and_rank(
     tally.pre_truncated += request.pre_truncated
     tally.unscored += unscored
     tally.cache_hits += scored.hits
-    tally.cache_lookups += len(request.passages)
-    tally.returned += len(response["results"])
+    tally.cache_lookups += len(request.passages) if not with_logits else 0
     tally.tokenize_seconds += report.tokenize_seconds
     tally.inference_seconds += report.inference_seconds
-    return response
+    return scored
+
+
+def _score_with_logits(
+    engine: CrossEncoder,
+    request: schemas.RerankRequest,
+    mode: LongDocuments,
+    should_stop: Callable[[], bool] | None,
+) -> ScoreReport:
+    # Out of time already: skip even the tokenizer (as score_with_cache does).
+    if should_stop is not None and should_stop():
+        return ScoreReport(scores=[None] * len(request.passages), logits=[None] * len(request.passages))
+    return engine.score(
+        request.query, request.scored_texts, long_documents=mode, should_stop=should_stop, with_logits=True
+    )
 
 
 def document_trimmer(runtime: Runtime, engine: CrossEncoder) -> cohere.DocumentTrimmer:
@@ -334,6 +402,19 @@ def health(payload: object, call: Call) -> dict[str, Any]:
             "evictions": runtime.cache.evictions,
         },
     }
+
+
+_openapi_cache: dict[str, Any] = {}
+
+
+def openapi_document(payload: object, call: Call) -> dict[str, Any]:
+    """GET /openapi.json: read once per environment on first use, so cold starts never pay for it."""
+    if not _openapi_cache:
+        document = json.loads(OPENAPI_DOCUMENT.read_text(encoding="utf-8"))
+        if not isinstance(document, dict):
+            raise TypeError(f"{OPENAPI_DOCUMENT.name} must hold a JSON object")
+        _openapi_cache.update(document)
+    return _openapi_cache
 
 
 def deadline_check(context: Any, settings: Settings) -> Callable[[], bool] | None:

@@ -1,0 +1,161 @@
+"""Hugging Face text-embeddings-inference's rerank wire format <-> native requests, so TEI clients need no change.
+
+TEI's ``POST /rerank`` takes ``{"query", "texts", "raw_scores", "return_text", "truncate"}`` and answers a
+bare list ``[{"index", "score", "text"?}]`` sorted by score; its errors are ``{"error", "error_type"}``
+with 413 for validation and 422 for bodies it cannot read. A body with ``texts`` and no ``passages`` on
+our ``POST /rerank`` is such a request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from tokenizers import Tokenizer
+
+from reranker.errors import (
+    DeadlineExceeded,
+    InvalidRequest,
+    ModelUnavailable,
+    PayloadTooLarge,
+    RerankerError,
+)
+from reranker.schemas import Limits, RerankRequest, parse_rerank_request
+
+# TEI's ErrorType values (serialized lower-case) and the statuses it answers them with.
+type TeiErrorType = Literal["validation", "tokenizer", "backend", "overloaded", "unhealthy"]
+
+TEXTS_KEY = "texts"
+PASSAGES_KEY = "passages"
+# TEI ignores fields it does not know (serde's default), and so do we: clients add fields over time.
+FIELDS = ("query", "texts", "raw_scores", "return_text", "truncate", "truncation_direction")
+TRUNCATION_DIRECTIONS = ("right", "left")
+# Native wording in the shared validation messages, and what a TEI caller calls the same thing.
+_TEI_WORDS = (("passages", "texts"),)
+
+
+def is_tei_request(payload: object) -> bool:
+    """A TEI rerank body: an object with ``texts`` and without ``passages`` (which makes it native)."""
+    return isinstance(payload, Mapping) and TEXTS_KEY in payload and PASSAGES_KEY not in payload
+
+
+@dataclass(frozen=True)
+class TeiRequest:
+    native: RerankRequest  # the texts as passages; return_text False (the TEI answer echoes them itself)
+    texts: tuple[str, ...]
+    raw_scores: bool = False
+    return_text: bool = False
+    truncate: bool = True  # omitted or null: truncate, like a TEI server started with --auto-truncate
+
+
+def parse_tei_request(payload: object, limits: Limits) -> TeiRequest:
+    """Validate a decoded TEI body; InvalidRequest (422 in TEI's shape) or PayloadTooLarge (413)."""
+    if not isinstance(payload, Mapping):
+        raise InvalidRequest("request body must be a JSON object")
+    raw_scores = _optional_bool(payload, "raw_scores", default=False)
+    return_text = _optional_bool(payload, "return_text", default=False)
+    truncate = _optional_bool(payload, "truncate", default=True)
+    direction = payload.get("truncation_direction")
+    if direction is not None:
+        if not isinstance(direction, str) or direction.lower() not in TRUNCATION_DIRECTIONS:
+            raise InvalidRequest("truncation_direction must be Right or Left")
+        if direction.lower() == "left":
+            raise InvalidRequest(
+                "truncation_direction Left is not supported: texts keep their beginning (send Right or omit it)"
+            )
+    if "query" not in payload:
+        raise InvalidRequest("query is required")
+    texts = payload[TEXTS_KEY]
+    if not isinstance(texts, list):
+        raise InvalidRequest("texts must be a list of strings")
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InvalidRequest(f"texts[{index}] must be a string")
+    if not texts:
+        raise InvalidRequest("`texts` cannot be empty")
+    if len(texts) > limits.max_passages:
+        # TEI's own wording for its max_client_batch_size check.
+        raise PayloadTooLarge(f"batch size {len(texts)} > maximum allowed batch size {limits.max_passages}")
+    native_payload = {"query": payload["query"], "passages": texts, "return_text": False}
+    try:
+        native = parse_rerank_request(native_payload, limits)
+    except RerankerError as exc:
+        raise type(exc)(_in_tei_words(exc.public_message)) from exc
+    return TeiRequest(
+        native=native,
+        texts=tuple(texts),
+        raw_scores=raw_scores,
+        return_text=return_text,
+        truncate=truncate,
+    )
+
+
+def _optional_bool(payload: Mapping[str, Any], name: str, *, default: bool) -> bool:
+    value = payload.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"{name} must be true or false")
+    return value
+
+
+def _in_tei_words(message: str) -> str:
+    for native, tei in _TEI_WORDS:
+        message = message.replace(native, tei)
+    return message
+
+
+def ensure_fits_without_truncation(
+    tokenizer: Tokenizer, max_length: int, query: str, texts: Sequence[str]
+) -> None:
+    """``truncate: false``: refuse (413, TEI's message) a text whose pair with the query exceeds the limit.
+
+    ``tokenizer`` must not truncate (the engine's passage tokenizer): the pair's full length is compared.
+    """
+    encodings = tokenizer.encode_batch_fast([(query, text) for text in texts])
+    for index, encoding in enumerate(encodings):
+        if len(encoding.ids) > max_length:
+            raise PayloadTooLarge(
+                f"`inputs` must have less than {max_length} tokens. Given: {len(encoding.ids)} "
+                f"(texts[{index}] with the query); send truncate: true or a shorter text"
+            )
+
+
+def build_tei_response(
+    request: TeiRequest, scores: Sequence[float | None], logits: Sequence[float | None] | None
+) -> list[dict[str, Any]]:
+    """TEI's answer: every text, best first (ties keep input order), ``score`` the logit with raw_scores.
+
+    A TEI answer has no way to mark a text left unscored, so a caller never gets one: the deadline is an
+    error on this route (see service.rerank_tei).
+    """
+    values = logits if request.raw_scores else scores
+    if values is None or len(values) != len(request.texts):
+        raise ValueError(f"got {0 if values is None else len(values)} scores for {len(request.texts)} texts")
+    ranks: list[dict[str, Any]] = []
+    for index, value in enumerate(values):
+        if value is None:
+            raise ValueError(f"texts[{index}] has no score")
+        rank: dict[str, Any] = {"index": index, "score": float(value)}
+        if request.return_text:
+            rank["text"] = request.texts[index]
+        ranks.append(rank)
+    ranks.sort(key=lambda rank: -rank["score"])  # stable: ties keep input order
+    return ranks
+
+
+def error_status_and_body(error: RerankerError) -> tuple[int, dict[str, str]]:
+    """TEI's error answer: 422 for a body it cannot use, 413 for limits, 503 unhealthy; ours otherwise."""
+    if isinstance(error, PayloadTooLarge):
+        return 413, {"error": error.public_message, "error_type": "validation"}
+    if isinstance(error, InvalidRequest):
+        return 422, {"error": error.public_message, "error_type": "validation"}
+    error_type: TeiErrorType = "backend"
+    if isinstance(error, ModelUnavailable):
+        error_type = "unhealthy"
+    elif isinstance(error, DeadlineExceeded):
+        error_type = "overloaded"
+    elif error.http_status < 500:
+        error_type = "validation"
+    return error.http_status, {"error": error.public_message, "error_type": error_type}
