@@ -2,9 +2,10 @@
 
 Each measurement is a fresh Python process that fills a cache of ``--mb`` MiB through the same calls a
 request makes (lookup of 100 passages, then a store per miss) until twice its capacity has gone through it,
-so it is full and has evicted as much again. It reports the growth of VmHWM (peak RSS, /proc/self/status)
+so it is full and has evicted as much again (``--turnover``). It reports the growth of VmHWM (peak RSS, /proc/self/status)
 over a baseline taken after the imports and a warm-up, in one process, and the tracemalloc peak in another
-(tracemalloc's own bookkeeping would inflate RSS). Then lookup time per passage on the full cache, all hits.
+(tracemalloc's own bookkeeping would inflate RSS). In a third, lookup time per passage on the full cache, all
+hits (blake2b hashing included, and shown apart).
 
     .venv/bin/python -m bench.score_cache_memory [--mb 32] [--implementation path/to/score_cache.py]
 
@@ -64,7 +65,7 @@ def fill(cache: Any, rounds: int, tag: str) -> None:
             cache.store(lookup.keys[index], (request * PASSAGES_PER_REQUEST + index) / 1e9)
 
 
-def measure(megabytes: float, implementation: str | None, mode: str) -> dict[str, Any]:
+def measure(megabytes: float, implementation: str | None, mode: str, turnover: float = 2.0) -> dict[str, Any]:
     module = load_implementation(implementation)
     fill(module.ScoreCache.from_megabytes(0.25), 40, "warm-up")  # first-call allocations, not the cache's
     gc.collect()
@@ -76,7 +77,7 @@ def measure(megabytes: float, implementation: str | None, mode: str) -> dict[str
     baseline = vm_hwm_bytes()
     started = time.perf_counter()
     cache = module.ScoreCache.from_megabytes(megabytes)
-    rounds = -(-2 * cache.capacity // PASSAGES_PER_REQUEST)
+    rounds = -(-int(turnover * cache.capacity) // PASSAGES_PER_REQUEST)
     fill(cache, rounds, "fill")
     fill_seconds = time.perf_counter() - started
     result: dict[str, Any] = {
@@ -93,7 +94,8 @@ def measure(megabytes: float, implementation: str | None, mode: str) -> dict[str
         result["tracemalloc_peak_bytes"] = peak
         return result
     result["vmhwm_growth_bytes"] = vm_hwm_bytes() - baseline
-    result.update(lookup_speed(cache, rounds))
+    if mode == "speed":
+        result.update(lookup_speed(cache, rounds))
     return result
 
 
@@ -124,8 +126,12 @@ def lookup_speed(cache: Any, rounds: int) -> dict[str, float]:
     return timings
 
 
-def run_child(megabytes: float, implementation: str | None, mode: str) -> dict[str, Any]:
+def run_child(
+    megabytes: float, implementation: str | None, mode: str, turnover: float = 2.0
+) -> dict[str, Any]:
+    """One measurement in a fresh process (also what tests/unit/test_score_cache.py runs)."""
     command = [sys.executable, "-m", "bench.score_cache_memory", "--child", mode, "--mb", str(megabytes)]
+    command += ["--turnover", str(turnover)]
     if implementation:
         command += ["--implementation", implementation]
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'handler'}{os.pathsep}{REPO}"}
@@ -142,16 +148,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=float, default=32.0, help="SCORE_CACHE_MB to measure (default 32)")
     parser.add_argument("--implementation", help="another score_cache.py to measure instead")
-    parser.add_argument("--child", choices=("rss", "tracemalloc"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--turnover", type=float, default=2.0, help="passages stored, in capacities (default 2)"
+    )
+    parser.add_argument("--child", choices=("rss", "tracemalloc", "speed"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.mb, args.implementation, args.child)))
+        print(json.dumps(measure(args.mb, args.implementation, args.child, args.turnover)))
         return 0
-    rss = run_child(args.mb, args.implementation, "rss")
-    traced = run_child(args.mb, args.implementation, "tracemalloc")
+    rss = run_child(args.mb, args.implementation, "rss", args.turnover)
+    traced = run_child(args.mb, args.implementation, "tracemalloc", args.turnover)
+    speed = run_child(args.mb, args.implementation, "speed", args.turnover)
     budget, entries = rss["budget_bytes"], rss["entries"]
     print(f"SCORE_CACHE_MB={args.mb:g}: budget {budget / MIB:.2f} MiB, capacity {rss['capacity']} entries")
-    print(f"filled with {2 * rss['capacity']} passages in {rss['fill_seconds']} s: {entries} entries")
+    stored = int(args.turnover * rss["capacity"])
+    print(
+        f"{stored} passages stored in {rss['fill_seconds']} s: {entries} entries, {rss['evictions']} evictions"
+    )
     for label, peak in (
         ("VmHWM growth", rss["vmhwm_growth_bytes"]),
         ("tracemalloc peak", traced["tracemalloc_peak_bytes"]),
@@ -162,8 +175,8 @@ def main() -> int:
         )
     for size in (1, 100, 1000):
         print(
-            f"lookup of {size:>4} passages (all hits): {rss[f'lookup_ns_per_passage_{size}']:>6} ns per passage, "
-            f"of which hashing {rss[f'hash_ns_per_passage_{size}']} ns"
+            f"lookup of {size:>4} passages (all hits): {speed[f'lookup_ns_per_passage_{size}']:>6} ns per passage, "
+            f"of which hashing {speed[f'hash_ns_per_passage_{size}']} ns"
         )
     return 0
 
