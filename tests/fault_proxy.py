@@ -27,11 +27,12 @@ _MAX_STALL_SECONDS = 30.0
 class Fault:
     """What the proxy does to one GET instead of forwarding it faithfully."""
 
-    kind: Literal["status", "cut_body", "stall_body"]
+    kind: Literal["status", "cut_body", "stall_body", "trickle_body"]
     status: int = 503
     code: str = "SlowDown"
     body_fraction: float = 0.5  # cut_body / stall_body: share of the body sent before the cut or stall
     stall_seconds: float = 0.0
+    bytes_per_second: int = 0  # trickle_body
 
 
 def slow_down() -> Fault:
@@ -51,6 +52,11 @@ def cut_body(fraction: float = 0.5) -> Fault:
 def stall_body(seconds: float, fraction: float = 0.5) -> Fault:
     """Full headers and part of the body, then nothing for ``seconds``, then the connection closes."""
     return Fault("stall_body", body_fraction=fraction, stall_seconds=min(seconds, _MAX_STALL_SECONDS))
+
+
+def trickle_body(bytes_per_second: int) -> Fault:
+    """The whole body, slowly: 4 KiB at a time at ``bytes_per_second`` (a congested or throttled path)."""
+    return Fault("trickle_body", body_fraction=0.0, bytes_per_second=bytes_per_second)
 
 
 @dataclass
@@ -126,6 +132,9 @@ class FaultProxy:
                         self.wfile.write(payload)
                         return
                     self.wfile.write(payload[: int(len(payload) * fault.body_fraction)])
+                    if fault.kind == "trickle_body":
+                        self._trickle(payload, fault.bytes_per_second)
+                        return
                     if fault.kind == "stall_body":
                         proxy.released.wait(fault.stall_seconds)
                     self._hang_up()
@@ -143,6 +152,14 @@ class FaultProxy:
                     return response.status, kept, payload
                 finally:
                     upstream.close()
+
+            def _trickle(self, payload: bytes, bytes_per_second: int) -> None:
+                piece = 4096
+                for start in range(0, len(payload), piece):
+                    if proxy.released.wait(piece / bytes_per_second):
+                        self._hang_up()
+                        return
+                    self.wfile.write(payload[start : start + piece])
 
             def _send_error_status(self, fault: Fault) -> None:
                 payload = f"<Error><Code>{fault.code}</Code><Message>injected</Message></Error>".encode()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
-from reranker.archive import CHUNK_BYTES, ExtractedArchive, extract_zip, sha256_file
+from reranker.archive import ExtractedArchive, extract_zip, sha256_file
 from reranker.config import (
     MODEL_CACHE_DIR,
     MODEL_DIR,
@@ -82,6 +82,8 @@ BACKOFF_MAX_SECONDS = 2.0
 # An attempt is only started with at least this much of the budget left (a GET of a small model on a
 # healthy path takes ~20 ms; less than this would only produce a timeout).
 MIN_ATTEMPT_SECONDS = 0.2
+# The budget is checked after each chunk of the body, so a slow download stops within one chunk of it.
+DOWNLOAD_CHUNK_BYTES = 64 * 1024
 # SystemRandom: SnapStart restores every environment from one snapshot of the init, random's state included;
 # os.urandom-backed jitter keeps restored copies from retrying in lockstep.
 _jitter = random.SystemRandom()
@@ -465,7 +467,7 @@ class S3ModelCache:
             body = response["Body"]
             self._check_object_size(int(response.get("ContentLength") or 0))
             with self._open_for_write(archive) as sink:
-                for chunk in body.iter_chunks(CHUNK_BYTES):
+                for chunk in body.iter_chunks(DOWNLOAD_CHUNK_BYTES):
                     digest.update(chunk)
                     self._write(sink, chunk)
                     size += len(chunk)
