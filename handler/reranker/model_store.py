@@ -193,13 +193,15 @@ def create_s3_client(
     import botocore.session
     from botocore.config import Config
 
+    if connect_timeout is None:
+        connect_timeout = settings.model_s3_connect_timeout_seconds
+    if read_timeout is None:
+        read_timeout = settings.model_s3_read_timeout_seconds
     config = Config(
         # total_max_attempts counts the first try; botocore's "max_attempts" key would count retries only.
         retries={"mode": "standard", "total_max_attempts": 1},
-        connect_timeout=settings.model_s3_connect_timeout_seconds
-        if connect_timeout is None
-        else connect_timeout,
-        read_timeout=settings.model_s3_read_timeout_seconds if read_timeout is None else read_timeout,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
     )
     return (session or botocore.session.get_session()).create_client("s3", config=config)
 
@@ -447,17 +449,7 @@ class S3ModelCache:
 
     def _download_once(self, client: Any, archive: Path, budget: LoadBudget) -> int:
         """One GET streamed to ``archive`` (rewritten from the start), verified against MODEL_SHA256."""
-        from botocore.exceptions import (
-            BotoCoreError,
-            ChecksumError,
-            ClientError,
-            HTTPClientError,
-            IncompleteReadError,
-            NoCredentialsError,
-        )
-        from botocore.exceptions import (
-            ConnectionError as BotoConnectionError,
-        )
+        from botocore import exceptions as sdk
 
         digest = hashlib.sha256()
         size = 0
@@ -473,23 +465,23 @@ class S3ModelCache:
                     size += len(chunk)
                     if budget.remaining() <= 0:
                         raise _BudgetSpent(size)
-        except ClientError as exc:
+        except sdk.ClientError as exc:
             if self._is_retryable(exc):
                 error = exc.response.get("Error", {})
                 status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
                 raise _TransientFault(f"{error.get('Code') or 'HTTP'} {status}") from exc
             raise self._client_error(exc) from exc
-        except NoCredentialsError as exc:
+        except sdk.NoCredentialsError as exc:
             raise ModelAccessDenied(
                 f"no AWS credentials to read {self._uri}; give the function a role that allows s3:GetObject"
             ) from exc
-        except (HTTPClientError, BotoConnectionError, IncompleteReadError, ChecksumError) as exc:
+        except (sdk.HTTPClientError, sdk.ConnectionError, sdk.IncompleteReadError, sdk.ChecksumError) as exc:
             # Network faults, those while the body streams included (botocore never retries these).
             raise _TransientFault(type(exc).__name__) from exc
         except OSError as exc:
             # Disk errors were already turned into ModelUnavailable by _write; these are network ones.
             raise _TransientFault(type(exc).__name__) from exc
-        except BotoCoreError as exc:
+        except sdk.BotoCoreError as exc:
             raise ModelDownloadFailed(
                 f"could not download {self._uri} ({type(exc).__name__}: {exc}); check the function's AWS "
                 "configuration"
