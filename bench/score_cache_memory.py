@@ -47,12 +47,16 @@ def load_implementation(path: str | None) -> ModuleType:
     return module
 
 
-def vm_hwm_bytes() -> int:
-    """Peak resident set size of this process so far (VmHWM), in bytes."""
+def status_bytes(field: str) -> int:
+    """A size from /proc/self/status (VmHWM: peak resident set so far; RssAnon, RssFile), in bytes."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def vm_hwm_bytes() -> int:
+    return status_bytes("VmHWM")
 
 
 def fill(cache: Any, rounds: int, tag: str) -> None:
@@ -75,6 +79,7 @@ def measure(megabytes: float, implementation: str | None, mode: str, turnover: f
 
         tracemalloc.start()
     baseline = vm_hwm_bytes()
+    anonymous, file_backed = status_bytes("RssAnon"), status_bytes("RssFile")
     started = time.perf_counter()
     cache = module.ScoreCache.from_megabytes(megabytes)
     rounds = -(-int(turnover * cache.capacity) // PASSAGES_PER_REQUEST)
@@ -94,6 +99,9 @@ def measure(megabytes: float, implementation: str | None, mode: str, turnover: f
         result["tracemalloc_peak_bytes"] = peak
         return result
     result["vmhwm_growth_bytes"] = vm_hwm_bytes() - baseline
+    # Where the resident growth is: the heap (the table, Python objects) or pages of code first touched.
+    result["rss_anon_growth_bytes"] = status_bytes("RssAnon") - anonymous
+    result["rss_file_growth_bytes"] = status_bytes("RssFile") - file_backed
     if mode == "speed":
         result.update(lookup_speed(cache, rounds))
     return result
@@ -173,6 +181,10 @@ def main() -> int:
             f"{label:>17}: {peak / MIB:7.2f} MiB = {peak / budget:6.1%} of the budget, "
             f"{peak / max(entries, 1):6.1f} bytes per entry"
         )
+    print(
+        f"{'of which, now':>17}: heap (RssAnon) {rss['rss_anon_growth_bytes'] / MIB:.2f} MiB, "
+        f"file-backed code pages (RssFile) {rss['rss_file_growth_bytes'] / MIB:.2f} MiB"
+    )
     for size in (1, 100, 1000):
         print(
             f"lookup of {size:>4} passages (all hits): {speed[f'lookup_ns_per_passage_{size}']:>6} ns per passage, "
