@@ -16,13 +16,15 @@ KEY_BYTES = 16
 # One slot: the 16-byte key as two uint64, the score as a float64 (exactly the Python float that was stored)
 # and the tick of its last use (0: empty). Every slot is allocated up front, so SCORE_CACHE_MB bounds the
 # memory at every moment (bench/score_cache_memory.py measures it): nothing grows, nothing is rebuilt.
-SLOT = np.dtype([("low", "<u8"), ("high", "<u8"), ("score", "<f8"), ("stamp", "<u8")])
-ENTRY_BYTES = SLOT.itemsize  # 32
+ENTRY_BYTES = 32
+_LOW, _HIGH, _SCORE, _STAMP = range(4)  # the uint64 words of a slot; _SCORE holds a float64's bits
 # Set-associative: a key may live only in the WAYS slots of its set, and a full set evicts its least
 # recently used slot: exact LRU within a set, close to LRU overall. A set's slots are contiguous (256 bytes),
-# so a lookup reads four cache lines per key.
+# so a lookup reads four cache lines per key. Plain uint64 words, not a structured dtype: numpy gathers those
+# rows about 5x faster.
 WAYS = 8
 _KEY_WORDS = struct.Struct("<QQ")  # a key as the two little-endian uint64 the table holds
+_FLOAT, _FLOAT_BITS = struct.Struct("<d"), struct.Struct("<Q")
 # Each field is length-prefixed, so no text (whatever separator it holds) can make two keys collide.
 _LENGTH_BYTES = 8
 
@@ -63,7 +65,7 @@ class ScoreCache:
         self._sets = slots // self._ways if self._ways else 0
         self.capacity = self._sets * self._ways
         # np.zeros maps zero pages lazily: resident memory grows with use, up to the budget and no further.
-        self._table = np.zeros((self._sets, self._ways), dtype=SLOT)
+        self._table = np.zeros((self._sets, self._ways, 4), dtype=np.uint64)
         self._tick = 0
         self._entries = 0
         self.hits = 0
@@ -104,15 +106,20 @@ class ScoreCache:
             # Every key at once: gather each key's set, compare its WAYS slots, read and stamp the hits.
             words = np.frombuffer(b"".join(keys), dtype="<u8").reshape(-1, 2)
             rows = words[:, 0] % np.uint64(self._sets)
-            slots = self._table[rows]
-            match = (slots["low"] == words[:, :1]) & (slots["high"] == words[:, 1:]) & (slots["stamp"] != 0)
+            slots = np.take(self._table, rows.astype(np.intp), axis=0)
+            match = (
+                (slots[:, :, _LOW] == words[:, :1])
+                & (slots[:, :, _HIGH] == words[:, 1:])
+                & (slots[:, :, _STAMP] != 0)
+            )
             found = np.flatnonzero(match.any(axis=1))
             if found.size:
                 ways = match[found].argmax(axis=1)
-                for index, score in zip(found.tolist(), slots["score"][found, ways].tolist(), strict=True):
+                hit_scores = slots.view(np.float64)[found, ways, _SCORE].tolist()
+                for index, score in zip(found.tolist(), hit_scores, strict=True):
                     scores[index] = score
                 ticks = np.arange(self._tick + 1, self._tick + 1 + found.size, dtype=np.uint64)
-                self._table["stamp"][rows[found], ways] = ticks
+                self._table[rows[found], ways, _STAMP] = ticks
                 self._tick += int(found.size)
         found_count = len(keys) - scores.count(None)
         self.hits += found_count
@@ -125,13 +132,13 @@ class ScoreCache:
         low, high = _KEY_WORDS.unpack(key)
         row = low % self._sets
         slots = self._table[row]
-        stamps = slots["stamp"].tolist()
-        lows = slots["low"].tolist()
+        stamps = slots[:, _STAMP].tolist()
+        lows = slots[:, _LOW].tolist()
         way = next(
             (
                 way
                 for way in range(self._ways)
-                if lows[way] == low and stamps[way] and slots[way]["high"] == high
+                if lows[way] == low and stamps[way] and slots[way, _HIGH] == high
             ),
             -1,
         )
@@ -142,10 +149,11 @@ class ScoreCache:
             else:
                 self._entries += 1
         self._tick += 1
-        slots[way] = (low, high, score, self._tick)
+        (score_bits,) = _FLOAT_BITS.unpack(_FLOAT.pack(score))
+        slots[way] = (low, high, score_bits, self._tick)
 
     def clear(self) -> None:
-        self._table["stamp"] = 0
+        self._table[:, :, _STAMP] = 0
         self._tick = self._entries = 0
         self.hits = self.misses = self.evictions = 0
 
