@@ -24,6 +24,8 @@ MODEL_ARCHIVE_MAX_FILES = "MODEL_ARCHIVE_MAX_FILES"
 MODEL_S3_MAX_ATTEMPTS = "MODEL_S3_MAX_ATTEMPTS"
 MODEL_S3_CONNECT_TIMEOUT_SECONDS = "MODEL_S3_CONNECT_TIMEOUT_SECONDS"
 MODEL_S3_READ_TIMEOUT_SECONDS = "MODEL_S3_READ_TIMEOUT_SECONDS"
+MODEL_LOAD_BUDGET_SECONDS = "MODEL_LOAD_BUDGET_SECONDS"
+MODEL_LOAD_RETRY_SECONDS = "MODEL_LOAD_RETRY_SECONDS"
 ENGINE_SCHEDULE = "ENGINE_SCHEDULE"
 ENGINE_BATCH_SIZE = "ENGINE_BATCH_SIZE"
 ENGINE_MAX_LENGTH = "ENGINE_MAX_LENGTH"
@@ -73,10 +75,15 @@ class Settings:
     model_cache_dir: Path = Path("/tmp/reranker-models")  # noqa: S108 - Lambda's only writable disk
     model_archive_max_bytes: int = 1024 * 1024 * 1024
     model_archive_max_files: int = 64
-    # botocore "standard" retries; attempts x (connect + read) timeouts must fit Lambda's 10 s init.
-    model_s3_max_attempts: int = 3
-    model_s3_connect_timeout_seconds: int = 2
-    model_s3_read_timeout_seconds: int = 5
+    # The S3 download is retried whole (throttling, 5xx, a cut or stalled body) up to model_s3_max_attempts
+    # GETs, and every attempt, timeout and backoff sleep fits in model_load_budget_seconds, which keeps the
+    # init well under Lambda's 10 s limit. A failure that outlives it is tried again by a later request, at
+    # most every model_load_retry_seconds.
+    model_s3_max_attempts: int = 4
+    model_s3_connect_timeout_seconds: float = 2.0
+    model_s3_read_timeout_seconds: float = 3.0
+    model_load_budget_seconds: float = 8.0
+    model_load_retry_seconds: float = 30.0
     # Inference (engine.py).
     engine_schedule: Schedule = "auto"
     engine_batch_size: int = 8
@@ -125,11 +132,20 @@ class Settings:
             model_s3_max_attempts=reader.integer(
                 MODEL_S3_MAX_ATTEMPTS, cls.model_s3_max_attempts, maximum=10
             ),
-            model_s3_connect_timeout_seconds=reader.integer(
-                MODEL_S3_CONNECT_TIMEOUT_SECONDS, cls.model_s3_connect_timeout_seconds, maximum=60
+            model_s3_connect_timeout_seconds=reader.number(
+                MODEL_S3_CONNECT_TIMEOUT_SECONDS,
+                cls.model_s3_connect_timeout_seconds,
+                minimum=0.1,
+                maximum=60,
             ),
-            model_s3_read_timeout_seconds=reader.integer(
-                MODEL_S3_READ_TIMEOUT_SECONDS, cls.model_s3_read_timeout_seconds, maximum=300
+            model_s3_read_timeout_seconds=reader.number(
+                MODEL_S3_READ_TIMEOUT_SECONDS, cls.model_s3_read_timeout_seconds, minimum=0.1, maximum=300
+            ),
+            model_load_budget_seconds=reader.number(
+                MODEL_LOAD_BUDGET_SECONDS, cls.model_load_budget_seconds, minimum=0.5, maximum=900
+            ),
+            model_load_retry_seconds=reader.number(
+                MODEL_LOAD_RETRY_SECONDS, cls.model_load_retry_seconds, maximum=3600
             ),
             engine_schedule=reader.choice(ENGINE_SCHEDULE, "auto", ("auto", "single", "sorted_batches")),
             engine_batch_size=reader.integer(ENGINE_BATCH_SIZE, cls.engine_batch_size, maximum=256),
@@ -148,7 +164,7 @@ class Settings:
             ),
             deadline_policy=reader.choice(DEADLINE_POLICY, "fallback", ("fallback", "error")),
             deadline_margin_ms=reader.integer(DEADLINE_MARGIN_MS, cls.deadline_margin_ms, minimum=0),
-            score_cache_mb=reader.number(SCORE_CACHE_MB, cls.score_cache_mb),
+            score_cache_mb=reader.number(SCORE_CACHE_MB, cls.score_cache_mb, maximum=8192),
             auth_mode=reader.choice(AUTH_MODE, "none", ("none", "bearer")),
             auth_tokens_parameter=reader.optional(AUTH_TOKENS_PARAMETER),
             auth_tokens_max_age_seconds=reader.integer(
@@ -219,10 +235,14 @@ class _Reader:
             return default
         return value
 
-    def number(self, name: str, default: float) -> float:
+    def number(
+        self, name: str, default: float, *, minimum: float = 0.0, maximum: float | None = None
+    ) -> float:
         value = self._parse(name, default, float, "a number")
-        if not value >= 0:
-            self.problems.append(f"{name} must be >= 0, got {value}")
+        # "not >=" also refuses nan; "inf" fails the maximum when there is one.
+        if not value >= minimum or (maximum is not None and not value <= maximum):
+            bounds = f">= {minimum:g}" if maximum is None else f"between {minimum:g} and {maximum:g}"
+            self.problems.append(f"{name} must be {bounds}, got {value}")
             return default
         return value
 

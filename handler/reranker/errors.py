@@ -96,7 +96,9 @@ class ModelCacheNoSpace(ModelUnavailable):
 
 
 class ModelDownloadFailed(ModelUnavailable):
-    """S3 kept failing after botocore's retries (throttling, 5xx, network)."""
+    """S3 kept failing (throttling, 5xx, network, a cut or stalled body) on every attempt that fitted in
+    MODEL_LOAD_BUDGET_SECONDS, the download outlasted that budget, or S3 refused it in a way not retried
+    (other than 403/404); a later request retries after MODEL_LOAD_RETRY_SECONDS."""
 
 
 # --- serving (5xx) -------------------------------------------------------------------------------

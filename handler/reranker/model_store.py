@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import shutil
 import tempfile
 import time
@@ -17,12 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
-from reranker.archive import CHUNK_BYTES, ExtractedArchive, extract_zip, sha256_file
+from reranker.archive import ExtractedArchive, extract_zip, sha256_file
 from reranker.config import (
     MODEL_CACHE_DIR,
     MODEL_DIR,
     MODEL_LAYER_ROOT,
+    MODEL_LOAD_BUDGET_SECONDS,
     MODEL_NAME,
+    MODEL_S3_MAX_ATTEMPTS,
     MODEL_S3_URI,
     MODEL_SHA256,
     Settings,
@@ -55,6 +58,35 @@ _DENIED_CODES = frozenset(
     {"AccessDenied", "403", "Forbidden", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 )
 _NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+# Worth another GET: throttling and server errors, by HTTP status or S3 error code (botocore's standard-mode
+# lists, for the codes S3 sends).
+_RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+_RETRYABLE_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "InternalError",
+        "ServiceUnavailable",
+        "PriorRequestNotComplete",
+        "BandwidthLimitExceeded",
+    }
+)
+# Full-jitter exponential backoff between whole-download attempts: uniform(0, min(cap, base * 2**n)).
+BACKOFF_BASE_SECONDS = 0.2
+BACKOFF_MAX_SECONDS = 2.0
+# An attempt is only started with at least this much of the budget left (a GET of a small model on a
+# healthy path takes ~20 ms; less than this would only produce a timeout).
+MIN_ATTEMPT_SECONDS = 0.2
+# The budget is checked after each chunk of the body, so a slow download stops within one chunk of it.
+DOWNLOAD_CHUNK_BYTES = 64 * 1024
+# SystemRandom: SnapStart restores every environment from one snapshot of the init, random's state included;
+# os.urandom-backed jitter keeps restored copies from retrying in lockstep.
+_jitter = random.SystemRandom()
 
 
 @dataclass(frozen=True)
@@ -64,6 +96,7 @@ class ModelLocation:
     archive_sha256: str | None
     seconds: float  # time spent locating / fetching
     bytes_downloaded: int = 0
+    download_attempts: int = 0  # GET requests made for the archive (0: no download)
 
 
 def locate_model(settings: Settings, *, s3_client: Any | None = None) -> ModelLocation:
@@ -87,13 +120,14 @@ def locate_model(settings: Settings, *, s3_client: Any | None = None) -> ModelLo
         if settings.model_sha256 is None:
             raise ModelNotConfigured(f"{MODEL_SHA256} is required with {MODEL_S3_URI}")
         cache = S3ModelCache(settings, s3_client=s3_client)
-        directory, source, downloaded = cache.fetch()
+        fetched = cache.fetch()
         return ModelLocation(
-            directory=directory,
-            source=source,
+            directory=fetched.directory,
+            source=fetched.source,
             archive_sha256=settings.model_sha256.lower(),
             seconds=time.perf_counter() - started,
-            bytes_downloaded=downloaded,
+            bytes_downloaded=fetched.bytes_downloaded,
+            download_attempts=fetched.attempts,
         )
     raise ModelNotConfigured(_nothing_configured_message(settings, layer_dir))
 
@@ -141,23 +175,69 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def create_s3_client(settings: Settings) -> Any:
-    """An S3 client with botocore's standard retries and bounded timeouts.
+def create_s3_client(
+    settings: Settings,
+    *,
+    connect_timeout: float | None = None,
+    read_timeout: float | None = None,
+    session: Any | None = None,
+) -> Any:
+    """An S3 client that makes exactly one HTTP request per call, with bounded timeouts.
 
-    botocore directly, not boto3: boto3 adds s3transfer and ~30 ms of imports for nothing we use. Like
-    boto3, it honours AWS_ENDPOINT_URL_S3, AWS_REGION and the Lambda role's credentials from the env.
+    botocore's own retries are off: it cannot retry a body that breaks while streaming, and its backoff
+    (up to 20 s) knows nothing of the init budget, so S3ModelCache retries the whole download itself and
+    every request it makes is one it counted. botocore directly, not boto3: boto3 adds s3transfer and ~30 ms
+    of imports for nothing we use. Like boto3, it honours AWS_ENDPOINT_URL_S3, AWS_REGION and the Lambda
+    role's credentials from the env.
     """
     import botocore.session
     from botocore.config import Config
 
+    if connect_timeout is None:
+        connect_timeout = settings.model_s3_connect_timeout_seconds
+    if read_timeout is None:
+        read_timeout = settings.model_s3_read_timeout_seconds
     config = Config(
-        # total_max_attempts counts the first try (like AWS_MAX_ATTEMPTS); botocore's "max_attempts" key
-        # would count retries only and make one more request than configured.
-        retries={"mode": "standard", "total_max_attempts": settings.model_s3_max_attempts},
-        connect_timeout=settings.model_s3_connect_timeout_seconds,
-        read_timeout=settings.model_s3_read_timeout_seconds,
+        # total_max_attempts counts the first try; botocore's "max_attempts" key would count retries only.
+        retries={"mode": "standard", "total_max_attempts": 1},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
     )
-    return botocore.session.get_session().create_client("s3", config=config)
+    return (session or botocore.session.get_session()).create_client("s3", config=config)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    directory: Path
+    source: Source
+    bytes_downloaded: int = 0
+    attempts: int = 0
+
+
+class LoadBudget:
+    """The time the S3 source may take at init (MODEL_LOAD_BUDGET_SECONDS), counted from its creation."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._started = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+    def remaining(self) -> float:
+        return self.seconds - self.elapsed()
+
+
+class _TransientFault(Exception):
+    """One attempt failed in a way another GET may not: throttling, 5xx, a cut or stalled connection."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+class _BudgetSpent(Exception):
+    """The budget ran out while the body was streaming."""
 
 
 class S3ModelCache:
@@ -179,20 +259,21 @@ class S3ModelCache:
         self._entry = self._root / self._sha256
         self._client = s3_client
 
-    def fetch(self) -> tuple[Path, Source, int]:
-        """(model directory, "cache" or "s3", bytes downloaded)."""
+    def fetch(self) -> Fetched:
+        """The model directory from the cache, or from S3 (then published to the cache)."""
+        budget = LoadBudget(self._settings.model_load_budget_seconds)
         # Fast path without the lock: entries only ever appear complete (rename) and are verified here.
         directory = self._verified_entry(quiet=True)
         if directory is not None:
-            return directory, "cache", 0
+            return Fetched(directory, "cache")
         self._make_root()
         with self._locked():
             # Another process may have published the entry while we waited for the lock.
             directory = self._verified_entry(quiet=False)
             if directory is not None:
-                return directory, "cache", 0
+                return Fetched(directory, "cache")
             self._discard_leftovers()
-            return self._download_and_publish()
+            return self._download_and_publish(budget)
 
     # --- the cache entry ---------------------------------------------------------------------------
 
@@ -278,28 +359,98 @@ class S3ModelCache:
 
     # --- download, verify, extract, publish --------------------------------------------------------
 
-    def _download_and_publish(self) -> tuple[Path, Source, int]:
+    def _download_and_publish(self, budget: LoadBudget | None = None) -> Fetched:
+        budget = budget or LoadBudget(self._settings.model_load_budget_seconds)
         try:
             work = Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX, dir=self._root))
         except OSError as exc:
             raise self._cache_write_error(exc) from exc
         try:
             archive = work / "archive.zip"
-            downloaded = self._download(archive)
+            downloaded, attempts = self._download(archive, budget)
             staging = work / "entry"
             extracted = self._extract(archive, staging / "model")
             archive.unlink()
             self._write_manifest(staging, extracted)
-            return self._publish(staging, extracted), "s3", downloaded
+            return Fetched(self._publish(staging, extracted), "s3", downloaded, attempts)
         except OSError as exc:
             raise self._cache_write_error(exc) from exc
         finally:
+            # A partial download (any failed attempt) lives only here and is never published.
             shutil.rmtree(work, ignore_errors=True)
 
-    def _download(self, archive: Path) -> int:
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+    def _download(self, archive: Path, budget: LoadBudget) -> tuple[int, int]:
+        """(bytes, GET attempts): the whole GET retried with full-jitter backoff while the budget allows."""
+        max_attempts = self._settings.model_s3_max_attempts
+        session = None
+        attempt = 0
+        while True:
+            attempt += 1
+            connect_timeout, read_timeout = self._attempt_timeouts(budget)
+            client = self._client
+            if client is None:
+                import botocore.session
 
-        client = self._client if self._client is not None else create_s3_client(self._settings)
+                # One session for every attempt: the second client reuses its loaded service model.
+                session = session or botocore.session.get_session()
+                client = create_s3_client(
+                    self._settings,
+                    connect_timeout=connect_timeout,
+                    read_timeout=read_timeout,
+                    session=session,
+                )
+            try:
+                size = self._download_once(client, archive, budget)
+            except _TransientFault as fault:
+                delay = _jitter.uniform(
+                    0.0, min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
+                )
+                if attempt >= max_attempts or budget.remaining() < delay + MIN_ATTEMPT_SECONDS:
+                    raise self._gave_up(fault, attempt, budget) from fault.__cause__
+                logger.warning(
+                    "model download attempt %d of %s failed (%s); retrying in %.2f s (%.2f s of the %s s "
+                    "budget left)",
+                    attempt, self._uri, fault.kind, delay, budget.remaining(), f"{budget.seconds:g}",
+                    extra={"attempt": attempt, "fault": fault.kind},
+                )  # fmt: skip
+                time.sleep(delay)
+                continue
+            except _BudgetSpent as spent:
+                raise ModelDownloadFailed(
+                    f"the download of {self._uri} did not finish within {MODEL_LOAD_BUDGET_SECONDS}="
+                    f"{budget.seconds:g} s ({attempt} attempt(s), {spent} bytes of the last one); check the "
+                    "bandwidth to S3 (VPC endpoint or NAT), or use the model layer for a model this large"
+                ) from None
+            if attempt > 1:
+                logger.warning(
+                    "model downloaded from %s after %d attempts in %.2f s",
+                    self._uri, attempt, budget.elapsed(), extra={"attempts": attempt},
+                )  # fmt: skip
+            return size, attempt
+
+    def _attempt_timeouts(self, budget: LoadBudget) -> tuple[float, float]:
+        """Connect and read timeouts for one attempt, together no longer than what the budget has left."""
+        remaining = max(budget.remaining(), MIN_ATTEMPT_SECONDS)
+        connect = min(self._settings.model_s3_connect_timeout_seconds, remaining / 2)
+        read = min(self._settings.model_s3_read_timeout_seconds, remaining - connect)
+        return connect, read
+
+    def _gave_up(self, fault: _TransientFault, attempts: int, budget: LoadBudget) -> ModelDownloadFailed:
+        limit = (
+            f"{MODEL_S3_MAX_ATTEMPTS}={self._settings.model_s3_max_attempts}"
+            if attempts >= self._settings.model_s3_max_attempts
+            else f"{MODEL_LOAD_BUDGET_SECONDS}={budget.seconds:g}"
+        )
+        return ModelDownloadFailed(
+            f"could not download {self._uri}: {attempts} attempt(s) in {budget.elapsed():.1f} s all failed "
+            f"(last: {fault.kind}); {limit} allows no more. Check S3 and the network path to it (VPC "
+            "endpoint or NAT); a later request retries"
+        )
+
+    def _download_once(self, client: Any, archive: Path, budget: LoadBudget) -> int:
+        """One GET streamed to ``archive`` (rewritten from the start), verified against MODEL_SHA256."""
+        from botocore import exceptions as sdk
+
         digest = hashlib.sha256()
         size = 0
         body: Any = None
@@ -308,22 +459,32 @@ class S3ModelCache:
             body = response["Body"]
             self._check_object_size(int(response.get("ContentLength") or 0))
             with self._open_for_write(archive) as sink:
-                for chunk in body.iter_chunks(CHUNK_BYTES):
+                for chunk in body.iter_chunks(DOWNLOAD_CHUNK_BYTES):
                     digest.update(chunk)
                     self._write(sink, chunk)
                     size += len(chunk)
-        except ClientError as exc:
+                    if budget.remaining() <= 0:
+                        raise _BudgetSpent(size)
+        except sdk.ClientError as exc:
+            if self._is_retryable(exc):
+                error = exc.response.get("Error", {})
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                raise _TransientFault(f"{error.get('Code') or 'HTTP'} {status}") from exc
             raise self._client_error(exc) from exc
-        except NoCredentialsError as exc:
+        except sdk.NoCredentialsError as exc:
             raise ModelAccessDenied(
                 f"no AWS credentials to read {self._uri}; give the function a role that allows s3:GetObject"
             ) from exc
-        except (BotoCoreError, OSError) as exc:
+        except (sdk.HTTPClientError, sdk.ConnectionError, sdk.IncompleteReadError, sdk.ChecksumError) as exc:
+            # Network faults, those while the body streams included (botocore never retries these).
+            raise _TransientFault(type(exc).__name__) from exc
+        except OSError as exc:
             # Disk errors were already turned into ModelUnavailable by _write; these are network ones.
+            raise _TransientFault(type(exc).__name__) from exc
+        except sdk.BotoCoreError as exc:
             raise ModelDownloadFailed(
-                f"could not download {self._uri} ({type(exc).__name__}) after botocore's retries "
-                f"({self._settings.model_s3_max_attempts} attempts); check the network path to S3 "
-                "(VPC endpoint or NAT) and retry"
+                f"could not download {self._uri} ({type(exc).__name__}: {exc}); check the function's AWS "
+                "configuration"
             ) from exc
         finally:
             if body is not None:
@@ -422,9 +583,15 @@ class S3ModelCache:
                 "(and kms:Decrypt if the bucket uses a KMS key), and check the bucket policy"
             )
         return ModelDownloadFailed(
-            f"could not download {self._uri}: {code or status} after botocore's retries; retry, or check S3 "
-            "and the function's network path"
+            f"could not download {self._uri}: S3 answered {code or status}, which is not retried; check the "
+            "request S3 refused (bucket policy, KMS key, region)"
         )
+
+    @staticmethod
+    def _is_retryable(exc: Any) -> bool:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return code in _RETRYABLE_CODES or status in _RETRYABLE_STATUSES
 
     def _cache_write_error(self, exc: OSError) -> ModelUnavailable:
         if exc.errno in _NO_SPACE_ERRNOS:

@@ -24,8 +24,6 @@ from reranker.score_cache import CachedScoreReport, ScoreCache, score_with_cache
 
 VERSION = "0.1.0"
 INITIALIZATION_TYPE = "AWS_LAMBDA_INITIALIZATION_TYPE"
-# A transient S3 failure at init is retried by later invocations, at most this often.
-LOAD_RETRY_SECONDS = 30.0
 # The OpenAPI description of every HTTP route, shipped in the package and read on the first GET /openapi.json.
 OPENAPI_DOCUMENT = Path(__file__).with_name("openapi.json")
 
@@ -41,6 +39,7 @@ class Runtime:
     failure: ModelUnavailable | None = None
     retryable: bool = False
     failed_at: float = 0.0
+    retry_after_seconds: float = Settings.model_load_retry_seconds  # MODEL_LOAD_RETRY_SECONDS
     load_metric_pending: bool = False
     environ: Mapping[str, str] | None = None
     cache: ScoreCache = field(default_factory=lambda: ScoreCache(0))
@@ -51,12 +50,13 @@ class Runtime:
 def load_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
     """Read settings, find and load the model; on failure keep a ModelUnavailable to answer with."""
     started = time.perf_counter()
+    settings: Settings | None = None
     try:
         settings = Settings.from_env(environ)
         location = locate_model(settings)
         engine = CrossEncoder.load(location.directory, engine_options(settings))
     except Exception as exc:  # noqa: BLE001 - any init failure becomes a clean ModelUnavailable
-        return _failed_runtime(exc, environ)
+        return _failed_runtime(exc, environ, settings)
     seconds = time.perf_counter() - started
     logger.info(
         "model loaded",
@@ -71,6 +71,7 @@ def load_runtime(environ: Mapping[str, str] | None = None) -> Runtime:
             "locate_seconds": round(location.seconds, 4),
             "load_seconds": round(seconds, 4),
             "bytes_downloaded": location.bytes_downloaded,
+            "download_attempts": location.download_attempts,
         },
     )
     return Runtime(
@@ -101,7 +102,7 @@ def authenticate(headers: Mapping[str, str]) -> None:
         authenticator.authenticate(headers)
 
 
-def _failed_runtime(exc: Exception, environ: Mapping[str, str] | None) -> Runtime:
+def _failed_runtime(exc: Exception, environ: Mapping[str, str] | None, settings: Settings | None) -> Runtime:
     kind = type(exc).__name__
     if isinstance(exc, RerankerError):
         logger.error("model unavailable: %s", exc.public_message, extra={"error_type": kind})
@@ -118,6 +119,7 @@ def _failed_runtime(exc: Exception, environ: Mapping[str, str] | None) -> Runtim
         failure=failure,
         retryable=isinstance(exc, ModelDownloadFailed),
         failed_at=time.monotonic(),
+        retry_after_seconds=(settings or Settings()).model_load_retry_seconds,
         environ=environ,
     )
 
@@ -160,7 +162,7 @@ def ready_runtime() -> tuple[Settings, CrossEncoder, Runtime]:
     if (
         runtime.failure is not None
         and runtime.retryable
-        and time.monotonic() - runtime.failed_at > LOAD_RETRY_SECONDS
+        and time.monotonic() - runtime.failed_at >= runtime.retry_after_seconds
     ):
         logger.info("retrying the model load after a transient failure")
         runtime = STATE.runtime = load_runtime(runtime.environ)

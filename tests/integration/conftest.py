@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import http.client
 import io
-import threading
-import time
 import uuid
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -19,95 +14,13 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from tests.fault_proxy import FaultProxy
 from tests.loopback import serving
 
 REGION = "us-east-1"
 ACCESS_KEY = "testing"
 SECRET_KEY = "testing"
 MODEL_FOLDER = "ms-marco-TinyBERT-L-2-v2"
-# Hop-by-hop or recomputed headers the proxy must not copy through.
-_SKIPPED_HEADERS = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length"})
-
-
-@dataclass
-class CountingProxy:
-    """Forwards every request to moto; counts them and can answer with a fault instead."""
-
-    upstream: tuple[str, int]
-    requests: list[tuple[str, str]] = field(default_factory=list)
-    fail_next: int = 0
-    fail_status: int = 503
-    delay_seconds: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    url: str = ""
-
-    def reset(self) -> None:
-        with self.lock:
-            self.requests.clear()
-            self.fail_next = 0
-            self.fail_status = 503
-            self.delay_seconds = 0.0
-
-    def gets(self, key: str | None = None) -> int:
-        with self.lock:
-            return sum(
-                1 for method, path in self.requests if method == "GET" and (key is None or key in path)
-            )
-
-    def _take_fault(self) -> int | None:
-        with self.lock:
-            if self.fail_next > 0:
-                self.fail_next -= 1
-                return self.fail_status
-            return None
-
-
-def _proxy_handler(proxy: CountingProxy) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, like real S3; botocore reuses connections
-
-        def log_message(self, format: str, *args: Any) -> None:  # quiet
-            return
-
-        def _forward(self) -> None:
-            with proxy.lock:
-                proxy.requests.append((self.command, self.path))
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else None
-            fault = proxy._take_fault()
-            if fault is not None:
-                code = "SlowDown" if fault == 503 else "InternalError"
-                payload = f"<Error><Code>{code}</Code><Message>injected</Message></Error>".encode()
-                self.send_response(fault)
-                self.send_header("Content-Type", "application/xml")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-                return
-            if proxy.delay_seconds:
-                time.sleep(proxy.delay_seconds)
-            upstream = http.client.HTTPConnection(*proxy.upstream, timeout=30)
-            try:
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in _SKIPPED_HEADERS}
-                upstream.request(self.command, self.path, body=body, headers=headers)
-                response = upstream.getresponse()
-                payload = response.read()
-                self.send_response(response.status)
-                for key, value in response.getheaders():
-                    if key.lower() not in _SKIPPED_HEADERS:
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(payload)
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True  # the client hung up early on purpose (e.g. no space)
-            finally:
-                upstream.close()
-
-        do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
-
-    return Handler
 
 
 @pytest.fixture(scope="session")
@@ -121,23 +34,23 @@ def moto_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def _session_proxy(moto_endpoint: str) -> Iterator[CountingProxy]:
+def _session_proxy(moto_endpoint: str) -> Iterator[FaultProxy]:
     host, port = moto_endpoint.removeprefix("http://").split(":")
-    proxy = CountingProxy(upstream=(host, int(port)))
-    with serving(_proxy_handler(proxy)) as address:
+    proxy = FaultProxy(upstream=(host, int(port)))
+    with serving(proxy.handler()) as address:
         proxy.url = f"http://{address}"
         yield proxy
 
 
 @pytest.fixture
-def proxy(_session_proxy: CountingProxy) -> Iterator[CountingProxy]:
+def proxy(_session_proxy: FaultProxy) -> Iterator[FaultProxy]:
     _session_proxy.reset()
     yield _session_proxy
     _session_proxy.reset()
 
 
 @pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, proxy: CountingProxy) -> CountingProxy:
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, proxy: FaultProxy) -> FaultProxy:
     """Dummy credentials; the store's own S3 client (as in Lambda) reaches moto through the counting proxy."""
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_DEFAULT_PROFILE"):
         monkeypatch.delenv(name, raising=False)

@@ -10,8 +10,10 @@ import random
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +27,11 @@ from reranker.errors import (
     ModelChecksumMismatch,
     ModelDownloadFailed,
     ModelObjectMissing,
+    ModelUnavailable,
     UnsafeModelArchive,
 )
 from reranker.model_store import MANIFEST_FILE, create_s3_client, locate_model
+from tests.fault_proxy import Fault, FaultProxy, cut_body, server_error, slow_down, stall_body, trickle_body
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE_ZIP = REPO / ".fixtures" / "ms-marco-TinyBERT-L-2-v2.zip"
@@ -35,6 +39,9 @@ FIXTURE_ZIP = REPO / ".fixtures" / "ms-marco-TinyBERT-L-2-v2.zip"
 pytestmark = pytest.mark.xdist_group("s3")
 
 Published = tuple[Settings, dict[str, bytes], int]
+# Timing bounds allow for a loaded CI machine (client creation and thread wake-ups); each test's fault lasts
+# far longer than its bound, so a store that waited the fault out would still fail it.
+SCHEDULING_SLACK = 1.0
 
 
 class ExplodingClient:
@@ -406,38 +413,228 @@ def test_no_space_on_a_real_small_filesystem(
 # --- retries -----------------------------------------------------------------------------------------
 
 
-def test_client_is_built_with_standard_retries_and_timeouts(aws_env: Any, tmp_path: Path) -> None:
+def test_client_makes_one_request_per_call_with_the_given_timeouts(aws_env: Any, tmp_path: Path) -> None:
     settings = settings_for(
         tmp_path, "s3://b/k.zip", "a" * 64, model_s3_max_attempts=4, model_s3_connect_timeout_seconds=3,
         model_s3_read_timeout_seconds=7,
     )  # fmt: skip
 
-    config = create_s3_client(settings).meta.config
+    default = create_s3_client(settings).meta.config
+    capped = create_s3_client(settings, connect_timeout=0.5, read_timeout=1.5).meta.config
 
-    assert config.retries == {"mode": "standard", "total_max_attempts": 4}
-    assert (config.connect_timeout, config.read_timeout) == (3, 7)
+    # Every retry is the store's own (counted, and bounded by the budget); botocore makes one request per call.
+    assert default.retries == {"mode": "standard", "total_max_attempts": 1}
+    assert (default.connect_timeout, default.read_timeout) == (3, 7)
+    assert (capped.connect_timeout, capped.read_timeout) == (0.5, 1.5)
 
 
-def test_transient_5xx_is_retried_by_botocore(published: Published, aws_env: Any) -> None:
-    settings, _, _ = published
-    aws_env.fail_next, aws_env.fail_status = 1, 503
+def retry_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.name == "reranker.model_store"]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [slow_down(), server_error(500), server_error(503, "ServiceUnavailable"), cut_body(), cut_body(0.0)],
+    ids=["503-slowdown", "500-internal", "503-unavailable", "body-cut-mid-stream", "body-cut-at-start"],
+)
+def test_one_transient_fault_is_retried_inside_the_same_load(
+    published: Published, aws_env: FaultProxy, caplog: pytest.LogCaptureFixture, fault: Fault
+) -> None:
+    # Given one GET that fails the way S3 or the network sometimes does
+    settings, files, size = published
+    aws_env.inject(fault)
+
+    # When the model is located
+    location = locate_model(settings)
+
+    # Then a second GET fetched it, the log says so truthfully, and only the good copy was published
+    assert location.source == "s3"
+    assert location.bytes_downloaded == size
+    assert aws_env.gets() == location.download_attempts == 2
+    lines = retry_lines(caplog)
+    assert any("attempt 1 of" in line and "retrying in" in line for line in lines), lines
+    assert any("after 2 attempts" in line for line in lines), lines
+    assert tree_digest(location.directory) == {
+        name.split("/", 1)[1]: hashlib.sha256(content).hexdigest() for name, content in files.items()
+    }
+    assert leftovers(settings.model_cache_dir) == [settings.model_sha256]
+
+
+def test_a_stalled_body_times_out_and_is_fetched_again(
+    published: Published, aws_env: FaultProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a read timeout of 0.3 s and a body that stops halfway for 10 s
+    settings, _, size = published
+    settings = replace(settings, model_s3_read_timeout_seconds=0.3, model_load_budget_seconds=5.0)
+    aws_env.inject(stall_body(10.0))
+
+    started = time.monotonic()
+    location = locate_model(settings)
+    elapsed = time.monotonic() - started
+
+    assert location.bytes_downloaded == size
+    assert aws_env.gets() == location.download_attempts == 2
+    assert any("ReadTimeoutError" in line for line in retry_lines(caplog))
+    assert elapsed < 2.0 + SCHEDULING_SLACK  # one 0.3 s read timeout and one backoff, not the 10 s stall
+    assert leftovers(settings.model_cache_dir) == [settings.model_sha256]
+
+
+def test_every_kind_of_fault_in_a_row_then_success(published: Published, aws_env: FaultProxy) -> None:
+    settings, _, size = published
+    settings = replace(settings, model_s3_max_attempts=5, model_s3_read_timeout_seconds=0.3)
+    for fault in (slow_down(), cut_body(), stall_body(10.0), server_error(502, "BadGateway")):
+        aws_env.inject(fault)
 
     location = locate_model(settings)
 
-    assert location.source == "s3"
-    assert aws_env.gets() == 2
+    assert location.bytes_downloaded == size
+    assert aws_env.gets() == location.download_attempts == 5
 
 
-def test_persistent_5xx_gives_download_failed_after_max_attempts(published: Published, aws_env: Any) -> None:
+def test_faults_beyond_the_budget_fail_within_the_budget_with_the_true_count(
+    published: Published, aws_env: FaultProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a 2 s budget, attempts to spare, and a body that stalls on every GET
     settings, _, _ = published
-    aws_env.fail_next, aws_env.fail_status = 100, 500
+    settings = replace(
+        settings, model_load_budget_seconds=2.0, model_s3_max_attempts=10, model_s3_read_timeout_seconds=0.4
+    )
+    aws_env.inject(stall_body(10.0), times=20)
 
-    with pytest.raises(ModelDownloadFailed, match="retries") as caught:
+    started = time.monotonic()
+    with pytest.raises(ModelDownloadFailed) as caught:
+        locate_model(settings)
+    elapsed = time.monotonic() - started
+
+    # Then it gives up inside the budget, and says how many GETs it really made
+    gets = aws_env.gets()
+    assert 1 <= gets < 10  # ~3 on a quiet machine; client creation also spends the budget on a loaded one
+    assert elapsed <= settings.model_load_budget_seconds + SCHEDULING_SLACK
+    message = caught.value.public_message
+    assert f"{gets} attempt(s)" in message
+    assert "MODEL_LOAD_BUDGET_SECONDS=2" in message
+    assert "ReadTimeoutError" in message
+    assert "botocore" not in message
+    assert len([line for line in retry_lines(caplog) if "retrying in" in line]) == gets - 1
+    assert leftovers(settings.model_cache_dir) == []
+
+
+def test_a_download_slower_than_the_budget_is_stopped_at_the_budget(
+    aws_env: FaultProxy, admin_s3: Any, bucket: str, kit: Any, tmp_path: Path
+) -> None:
+    # Given a 600 KB archive that arrives at 200 KB/s (3 s), and a budget of 1 s
+    files = kit.model_files()
+    files[f"{kit.folder}/flashrank-TinyBERT-L-2-v2.onnx"] = random.Random(3).randbytes(600_000)
+    data = kit.build_zip(files)
+    settings = settings_for(
+        tmp_path, upload(admin_s3, bucket, data), kit.sha256_hex(data), model_load_budget_seconds=1.0
+    )
+    aws_env.inject(trickle_body(200_000), times=5)
+
+    started = time.monotonic()
+    with pytest.raises(
+        ModelDownloadFailed, match="did not finish within MODEL_LOAD_BUDGET_SECONDS=1"
+    ) as caught:
+        locate_model(settings)
+    elapsed = time.monotonic() - started
+
+    # Then it stops within one 64 KiB chunk (0.33 s at this rate) of the budget, and nothing is cached
+    assert elapsed <= 1.0 + SCHEDULING_SLACK
+    assert "1 attempt(s)" in caught.value.public_message
+    assert aws_env.gets() == 1
+    assert leftovers(settings.model_cache_dir) == []
+
+
+def test_persistent_throttling_stops_at_max_attempts(published: Published, aws_env: FaultProxy) -> None:
+    settings, _, _ = published
+    settings = replace(settings, model_s3_max_attempts=3)
+    aws_env.inject(slow_down(), times=100)
+
+    with pytest.raises(ModelDownloadFailed) as caught:
         locate_model(settings)
 
-    assert settings.model_s3_uri in caught.value.public_message
-    assert aws_env.gets() == settings.model_s3_max_attempts
+    assert aws_env.gets() == 3
+    message = caught.value.public_message
+    assert settings.model_s3_uri in message
+    assert "3 attempt(s)" in message and "SlowDown 503" in message
+    assert "MODEL_S3_MAX_ATTEMPTS=3" in message
     assert leftovers(settings.model_cache_dir) == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        (server_error(403, "AccessDenied"), ModelAccessDenied),
+        (server_error(404, "NoSuchKey"), ModelObjectMissing),
+        (server_error(400, "InvalidRequest"), ModelDownloadFailed),
+    ],
+    ids=["403", "404", "400"],
+)
+def test_refusals_are_not_retried(
+    published: Published, aws_env: FaultProxy, fault: Fault, error: type[Exception]
+) -> None:
+    settings, _, _ = published
+    aws_env.inject(fault, times=5)
+
+    with pytest.raises(error):
+        locate_model(replace(settings, model_s3_max_attempts=5))
+
+    assert aws_env.gets() == 1
+
+
+# --- the init, and the later retry -------------------------------------------------------------------
+
+
+@pytest.fixture
+def model_env(aws_env: FaultProxy, admin_s3: Any, bucket: str, tmp_path: Path) -> dict[str, str]:
+    """The environment of a function whose model (the real fixture) is only in S3."""
+    if not FIXTURE_ZIP.is_file():
+        pytest.fail("fixture model not generated (./dev setup)")
+    data = FIXTURE_ZIP.read_bytes()
+    uri = upload(admin_s3, bucket, data, key="flashrank/ms-marco-TinyBERT-L-2-v2.zip")
+    return {
+        **os.environ,
+        "MODEL_LAYER_ROOT": str(tmp_path / "no-layer"),
+        "MODEL_S3_URI": uri,
+        "MODEL_SHA256": hashlib.sha256(data).hexdigest(),
+        "MODEL_CACHE_DIR": str(tmp_path / "cache"),
+        "SCORE_CACHE_MB": "0",
+    }
+
+
+def test_init_survives_one_cut_body(model_env: dict[str, str], aws_env: FaultProxy) -> None:
+    from reranker import service
+
+    aws_env.inject(cut_body())
+
+    runtime = service.load_runtime(model_env)
+
+    assert runtime.failure is None
+    assert runtime.location is not None
+    assert runtime.location.download_attempts == aws_env.gets() == 2
+
+
+def test_a_failed_init_is_retried_by_a_request_after_model_load_retry_seconds(
+    model_env: dict[str, str], aws_env: FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reranker import service
+
+    # Given an init that S3 kept failing, and a later retry only after an hour
+    aws_env.inject(slow_down(), times=2)
+    env = {**model_env, "MODEL_S3_MAX_ATTEMPTS": "2", "MODEL_LOAD_RETRY_SECONDS": "3600"}
+    monkeypatch.setattr(service.STATE, "runtime", service.load_runtime(env))
+    assert service.STATE.runtime.failure is not None and service.STATE.runtime.retryable
+
+    # When a request arrives before the hour is up, then it is refused without another GET
+    with pytest.raises(ModelUnavailable):
+        service.ready_runtime()
+    assert aws_env.gets() == 2
+
+    # When the interval is 0 (S3 has recovered), then the request loads the model and is served
+    monkeypatch.setattr(service.STATE, "runtime", replace(service.STATE.runtime, retry_after_seconds=0.0))
+    _, engine, runtime = service.ready_runtime()
+    assert engine is not None and runtime.failure is None
+    assert aws_env.gets() == 3
 
 
 # --- two cold starts at once -------------------------------------------------------------------------

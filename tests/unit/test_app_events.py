@@ -212,8 +212,7 @@ def test_transient_download_failure_is_retried_by_a_later_request(
         return real_locate(settings, **kwargs)
 
     monkeypatch.setattr(app_module, "locate_model", flaky_locate)
-    monkeypatch.setattr(app_module, "LOAD_RETRY_SECONDS", 0.0)
-    app = configure(force=True)
+    app = configure(force=True, MODEL_LOAD_RETRY_SECONDS="0")
     assert app.STATE.runtime.failure is not None
     assert run(app, load_event("direct-rerank.json")).status == 200
     assert calls["count"] == 2

@@ -1,16 +1,21 @@
-"""The warm score cache: keys that cannot collide, LRU eviction within a byte budget, and exact scores."""
+"""The warm score cache: keys that cannot collide, (approximate) LRU eviction, a budget that holds, exact scores."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bench.score_cache_memory import run_child
 from reranker.engine import CrossEncoder, EngineOptions
-from reranker.score_cache import ENTRY_BYTES, ScoreCache, score_with_cache
+from reranker.score_cache import ENTRY_BYTES, WAYS, ScoreCache, score_with_cache
 from tests.models import fixture_model
+
+MIB = 1024 * 1024
+NAMESPACE = ScoreCache.namespace("sha", "truncate", 512)
 
 PASSAGES = [f"passage {index} about airships and the weather in spring" for index in range(12)]
 
@@ -66,11 +71,13 @@ def test_model_mode_and_length_are_part_of_the_key() -> None:
     assert len(keys) == 8
 
 
-# --- the LRU ---------------------------------------------------------------------------------------
+# --- eviction ----------------------------------------------------------------------------------
 
 
 def test_size_comes_from_megabytes_and_zero_means_off() -> None:
+    assert ENTRY_BYTES == 32
     assert ScoreCache.from_megabytes(1).capacity == 1024 * 1024 // ENTRY_BYTES
+    assert ScoreCache(ENTRY_BYTES * 20).capacity == 16  # whole sets of WAYS slots only: never over budget
     off = ScoreCache.from_megabytes(0)
     assert not off.enabled
     lookup = off.lookup(b"ns", "q", ["a", "b"])
@@ -80,20 +87,138 @@ def test_size_comes_from_megabytes_and_zero_means_off() -> None:
 
 
 def test_least_recently_used_entry_is_evicted_first() -> None:
-    # Given room for two entries
+    # Given room for two entries (one set: exact LRU)
     cache = ScoreCache(2 * ENTRY_BYTES)
-    namespace = ScoreCache.namespace("sha", "truncate", 512)
-    first, second, third = (cache.key(namespace, "q", text) for text in ("a", "b", "c"))
+    first, second, third = (cache.key(NAMESPACE, "q", text) for text in ("a", "b", "c"))
     cache.store(first, 0.1)
     cache.store(second, 0.2)
     # When "a" is read (so "b" becomes the oldest) and "c" arrives
-    assert cache.lookup(namespace, "q", ["a"]).scores == [0.1]
+    assert cache.lookup(NAMESPACE, "q", ["a"]).scores == [0.1]
     cache.store(third, 0.3)
     # Then "b" is gone, "a" and "c" stay
-    assert cache.lookup(namespace, "q", ["a", "b", "c"]).scores == [0.1, None, 0.3]
+    assert cache.lookup(NAMESPACE, "q", ["a", "b", "c"]).scores == [0.1, None, 0.3]
     assert cache.evictions == 1
     assert len(cache) == 2
     assert (cache.hits, cache.misses) == (3, 1)
+
+
+operations = st.lists(
+    st.tuples(st.sampled_from(["store", "lookup"]), st.lists(st.integers(0, 24), min_size=1, max_size=6)),
+    max_size=80,
+)
+
+
+@given(operations)
+def test_one_set_is_an_exact_lru(steps: list[tuple[str, list[int]]]) -> None:
+    """With capacity <= WAYS the cache is one set, so it must behave exactly like an LRU of that size."""
+    cache = ScoreCache(WAYS * ENTRY_BYTES)
+    reference: OrderedDict[str, float] = OrderedDict()
+    evictions = hits = misses = 0
+    for step, (action, numbers) in enumerate(steps):
+        texts = [f"passage {number}" for number in numbers]
+        if action == "lookup":
+            scores = cache.lookup(NAMESPACE, "q", texts).scores
+            expected: list[float | None] = []
+            for text in texts:
+                expected.append(reference.get(text))
+                if text in reference:
+                    reference.move_to_end(text)
+                    hits += 1
+                else:
+                    misses += 1
+            assert scores == expected
+        else:
+            for text in texts:
+                cache.store(cache.key(NAMESPACE, "q", text), step + len(text) / 100)
+                reference[text] = step + len(text) / 100
+                reference.move_to_end(text)
+                if len(reference) > WAYS:
+                    reference.popitem(last=False)
+                    evictions += 1
+        assert (len(cache), cache.evictions, cache.hits, cache.misses) == (
+            len(reference),
+            evictions,
+            hits,
+            misses,
+        )
+
+
+@given(operations, st.integers(2 * WAYS, 8 * WAYS))
+def test_many_sets_never_answer_a_wrong_score_and_count_exactly(
+    steps: list[tuple[str, list[int]]], slots: int
+) -> None:
+    cache = ScoreCache(slots * ENTRY_BYTES)
+    latest: dict[str, float] = {}
+    stored_keys: set[str] = set()
+    lookups = 0
+    for step, (action, numbers) in enumerate(steps):
+        texts = [f"passage {number}" for number in numbers]
+        if action == "lookup":
+            lookups += len(texts)
+            for text, score in zip(texts, cache.lookup(NAMESPACE, "q", texts).scores, strict=True):
+                assert score is None or score == latest[text]
+        else:
+            for text in texts:
+                latest[text] = step * 1.5 + len(text)
+                cache.store(cache.key(NAMESPACE, "q", text), latest[text])
+                stored_keys.add(text)
+                # What was just stored is the most recent entry of its set: it is always there.
+                assert cache.lookup(NAMESPACE, "q", [text]).scores == [latest[text]]
+                lookups += 1
+    assert len(cache) <= cache.capacity
+    assert cache.hits + cache.misses == lookups
+    resident = sum(score is not None for score in cache.lookup(NAMESPACE, "q", sorted(stored_keys)).scores)
+    assert resident == len(cache)
+    assert cache.evictions >= len(stored_keys) - len(cache)  # a key evicted and stored again counts twice
+
+
+def test_recently_read_entries_survive_a_wave_of_new_ones() -> None:
+    # Given a full cache (two capacities went through it), a quarter of whose entries was just read
+    cache = ScoreCache(4096 * ENTRY_BYTES)
+    for index in range(2 * cache.capacity):
+        cache.store(cache.key(NAMESPACE, "q", f"old {index}"), float(index))
+    old = [f"old {index}" for index in range(2 * cache.capacity)]
+    resident = [
+        text for text, score in zip(old, cache.lookup(NAMESPACE, "q", old).scores, strict=True) if score
+    ]
+    assert len(resident) == len(cache) >= 0.97 * cache.capacity
+    hot, cold = resident[::4], [text for index, text in enumerate(resident) if index % 4]
+    assert None not in cache.lookup(NAMESPACE, "q", hot).scores
+    evictions_before = cache.evictions
+
+    # When a quarter of a capacity of new passages arrives
+    for index in range(cache.capacity // 4):
+        cache.store(cache.key(NAMESPACE, "q", f"new {index}"), -1.0)
+
+    # Then (approximately LRU: exact within each set of WAYS) the evictions fell on the cold entries; an
+    # exact LRU would keep every hot one, random eviction would lose a quarter of the losses among them
+    evicted = cache.evictions - evictions_before
+    hot_lost = sum(score is None for score in cache.lookup(NAMESPACE, "q", hot).scores)
+    cold_lost = sum(score is None for score in cache.lookup(NAMESPACE, "q", cold).scores)
+    assert evicted >= 0.95 * (cache.capacity // 4)
+    assert hot_lost + cold_lost <= evicted  # a crowded set may also evict a passage of the new wave
+    assert hot_lost <= 0.02 * len(hot)
+    assert hot_lost / len(hot) <= 0.1 * cold_lost / len(cold)
+
+
+# --- memory: the budget holds at every moment ----------------------------------------------------
+
+# What the process needs beyond the table while it serves requests, measured by bench/score_cache_memory.py
+# and the same at every budget (1 to 32 MiB): tracemalloc ~58 KiB (one 100-passage lookup's keys and
+# temporaries), RSS ~1.1 MiB (also the interpreter's and numpy's pages first touched by the request loop).
+TRACED_ALLOWANCE = 128 * 1024
+RSS_ALLOWANCE = 1.5 * MIB
+
+
+def test_filled_cache_peaks_within_its_budget() -> None:
+    # Given a fresh process that stores 1.5 capacities of passages through lookup/store, as requests do
+    rss = run_child(6, None, "rss", turnover=1.5)
+    traced = run_child(1, None, "tracemalloc", turnover=1.5)
+
+    # Then it is full, and neither the peak RSS growth nor the traced peak ever went past the budget
+    assert rss["entries"] >= 0.97 * rss["capacity"] and rss["evictions"] > 0
+    assert rss["vmhwm_growth_bytes"] <= rss["budget_bytes"] + RSS_ALLOWANCE, rss
+    assert traced["tracemalloc_peak_bytes"] <= traced["budget_bytes"] + TRACED_ALLOWANCE, traced
 
 
 # --- with the engine -------------------------------------------------------------------------------
