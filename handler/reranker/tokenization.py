@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -13,10 +14,12 @@ LongDocuments = Literal["truncate", "window"]
 # A passage longer than this many characters per token of the limit is cut at a space before tokenizing (only
 # when that provably keeps the same tokens, see precut_limit): at most 512 tokens of it are ever used.
 PRECUT_CHARS_PER_TOKEN = 12
-# Characters tokenized between two should_stop() checks. The tokenizer reads roughly 10-20 million characters
-# a second here (both cores), so a chunk costs about 10-25 ms: far under the deadline margin, and large enough
-# that the chunking costs nothing measurable on a normal request (which is one chunk).
-TOKENIZE_CHUNK_CHARS = 256 * 1024
+# Tokenizing is checked against should_stop() between chunks. The first chunk has this many characters; later
+# ones are sized from the rate measured so far to take about TOKENIZE_CHECK_SECONDS, so the interval stays short
+# on a slow or busy vCPU too, and a normal request (tens of thousands of characters) is one or two chunks.
+TOKENIZE_FIRST_CHUNK_CHARS = 64 * 1024
+TOKENIZE_CHECK_SECONDS = 0.01
+TOKENIZE_CHUNK_CHARS_BOUNDS = (4 * 1024, 1024 * 1024)
 
 
 class WindowsUnsupported(Exception):
@@ -134,20 +137,26 @@ def window_geometry(
 def chunks(
     lengths: Sequence[int], cap: int | None, should_stop: Callable[[], bool] | None
 ) -> Iterator[tuple[int, int]]:
-    """(start, end) slices of about TOKENIZE_CHUNK_CHARS characters each (a length counts at most ``cap``).
+    """(start, end) slices of the texts whose character counts are ``lengths`` (each counted at most ``cap``).
 
-    should_stop() is asked before every chunk but the first, so one chunk of work is always done and a request
-    of one chunk (nearly all of them) never reads the clock here.
+    The caller tokenizes each slice before asking for the next; the time that takes sizes the next slice.
+    should_stop() is asked before every slice but the first, so one slice of work is always done and a
+    request of one slice never reads the clock here.
     """
+    low, high = TOKENIZE_CHUNK_CHARS_BOUNDS
+    budget = TOKENIZE_FIRST_CHUNK_CHARS
     start = 0
     while start < len(lengths):
         if start and should_stop is not None and should_stop():
             return
         end, chars = start, 0
-        while end < len(lengths) and (end == start or chars < TOKENIZE_CHUNK_CHARS):
+        while end < len(lengths) and (end == start or chars < budget):
             chars += lengths[end] if cap is None else min(lengths[end], cap)
             end += 1
+        started = time.perf_counter()
         yield start, end
+        rate = chars / max(time.perf_counter() - started, 1e-4)
+        budget = min(high, max(low, int(rate * TOKENIZE_CHECK_SECONDS)))
         start = end
 
 
@@ -211,8 +220,8 @@ class PairTokenizer:
     ) -> list[Encoding]:
         """Truncated (query, passage) encodings of a prefix of passages (all unless should_stop() said stop).
 
-        Passages go to the tokenizer in chunks of about TOKENIZE_CHUNK_CHARS characters, with a should_stop()
-        check between chunks, so a huge request cannot spend the deadline margin inside the tokenizer.
+        Passages go to the tokenizer in chunks of about TOKENIZE_CHECK_SECONDS of work (see chunks), with a
+        should_stop() check between chunks, so a huge request cannot spend the deadline margin in the tokenizer.
         """
         encodings: list[Encoding] = []
         for start, end in chunks([len(text) for text in passages], self.precut_chars, should_stop):

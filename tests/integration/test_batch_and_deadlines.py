@@ -192,6 +192,23 @@ def test_cohere_routes_keep_every_document_when_time_runs_out(configure: Callabl
     assert "3 documents were not scored" in outcome.body["meta"]["warnings"][0]
 
 
+def test_a_huge_request_with_700_ms_left_answers_with_half_the_margin_to_spare(
+    configure: Callable[..., ModuleType],
+) -> None:
+    # Given 1000 passages of 3 900 characters (tokenizing them all takes longer than the 200 ms of budget
+    # that 700 ms remaining minus the 500 ms margin leaves) and a real Lambda-like clock
+    app = configure(DEADLINE_POLICY="fallback", DEADLINE_MARGIN_MS="500")
+    text = ("retrieval augmented generation latency passage tokenizer reranker " * 60)[:3900]
+    context = LocalContext(timeout_ms=700)
+    # When the function answers
+    answer = app.lambda_handler({"query": QUERY, "passages": [text] * 1000, "return_text": False}, context)
+    # Then at least half of the 500 ms margin is still left, and every passage is in the answer
+    left = context.get_remaining_time_in_millis()
+    assert left >= 250, left
+    assert len(answer["results"]) == 1000
+    assert any(result["score"] is None for result in answer["results"])
+
+
 def test_the_default_policy_is_the_fallback(app: ModuleType) -> None:
     assert app.STATE.runtime.settings.deadline_policy == "fallback"
 

@@ -127,7 +127,9 @@ def test_int8_score_does_not_depend_on_the_rest_of_the_request(case: Case) -> No
     rng = random.Random(5)
     moved_in_flashrank = 0.0
     requests = case.corpus(11).requests(
-        max(2, case.int8_requests // 2), min_passages=min(10, case.max_passages), max_passages=case.max_passages
+        max(2, case.int8_requests // 2),
+        min_passages=min(10, case.max_passages),
+        max_passages=case.max_passages,
     )
     for request in requests:
         texts = list(request.passages)

@@ -17,7 +17,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from reranker.engine import CrossEncoder, EngineOptions, logits_to_scores
 from reranker.errors import ModelFileInvalid
-from tests.models import fixture_model
+from reranker.tokenization import TOKENIZE_FIRST_CHUNK_CHARS
+from tests.models import FAMILY_NAMES, MODEL_NAME, fixture_model
 from tools.fixture_model.__main__ import MARKER_WORD, ONNX_FILE
 from tools.fixture_model.corpus import CorpusGenerator
 
@@ -271,6 +272,13 @@ _PIECES = st.sampled_from(
         "\t",
         "\n",
         "[SEP]",
+        "</s>",
+        "Привет",
+        "مرحبا",
+        "東京の天気は晴れです",
+        "Straße",
+        "ÉCOLE",
+        "▁",
     ]
 )
 _GAPS = st.sampled_from([" ", " ", "  ", "", "\u3000"])
@@ -280,11 +288,13 @@ _LONG_TEXTS = st.lists(st.tuples(_PIECES, _GAPS), min_size=60, max_size=250).map
 )
 
 
-@settings(max_examples=200, deadline=None)
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+@settings(max_examples=100, deadline=None)
 @given(query=_TEXTS | _LONG_TEXTS, passages=st.lists(_TEXTS | _LONG_TEXTS, min_size=1, max_size=4))
-def test_cutting_long_passages_never_changes_the_tokens(query: str, passages: list[str]) -> None:
-    # A 32-token limit makes the 384-character cut happen often.
-    encoder = _small_limit_encoder()
+def test_cutting_long_passages_never_changes_the_tokens(family: str, query: str, passages: list[str]) -> None:
+    # A 32-token limit makes the 384-character cut happen often (for the WordPiece families; T5's Unigram
+    # pipeline is never cut, which this checks too).
+    encoder = _small_limit_encoder(family)
     expected = encoder.tokenization.tokenizer.encode_batch([(query, passage) for passage in passages])
     got = encoder.tokenization.encode_pairs(query, passages)
     assert [encoding.ids for encoding in got] == [encoding.ids for encoding in expected]
@@ -293,8 +303,13 @@ def test_cutting_long_passages_never_changes_the_tokens(query: str, passages: li
 
 
 @functools.cache
-def _small_limit_encoder() -> CrossEncoder:
-    return CrossEncoder.load(fixture_model("int8"), EngineOptions(max_length=32))
+def _small_limit_encoder(family: str = MODEL_NAME) -> CrossEncoder:
+    return CrossEncoder.load(fixture_model("int8", family), EngineOptions(max_length=32))
+
+
+def test_only_the_bert_wordpiece_pipelines_are_cut_before_tokenizing() -> None:
+    cut = {family: _small_limit_encoder(family).tokenization.precut_chars for family in FAMILY_NAMES}
+    assert cut == {family: None if family == "rank-T5-flan" else 32 * 12 for family in FAMILY_NAMES}
 
 
 def test_long_passages_are_cut_before_tokenizing(int8: CrossEncoder) -> None:
@@ -334,7 +349,7 @@ def test_a_folder_with_several_onnx_files_opens_the_one_flashrank_opens(
 def test_two_unknown_onnx_files_are_refused_naming_them(model_copy: Path) -> None:
     shutil.copyfile(model_copy / ONNX_FILE, model_copy / "b.onnx")
     (model_copy / ONNX_FILE).rename(model_copy / "a.onnx")
-    with pytest.raises(ModelFileInvalid, match="a.onnx, b.onnx"):
+    with pytest.raises(ModelFileInvalid, match=r"a\.onnx, b\.onnx"):
         CrossEncoder.load(model_copy)
 
 
@@ -379,3 +394,45 @@ def test_a_graph_whose_outputs_cannot_be_scored_is_refused_at_load_naming_the_fi
     write_output_variant(model_copy, kind)
     with pytest.raises(ModelFileInvalid, match=ONNX_FILE.replace(".", r"\.")):
         CrossEncoder.load(model_copy)
+
+
+# --- tokenizing against a deadline -------------------------------------------------------------------
+
+
+def test_tokenizing_stops_between_chunks_once_should_stop_says_so(int8: CrossEncoder) -> None:
+    # Given 200 passages of 3 900 characters (780 000 characters) and a deadline already passed
+    passages = [("word " * 780)[:3900]] * 200
+    checks = {"count": 0}
+
+    def passed() -> bool:
+        checks["count"] += 1
+        return True
+
+    # When they are tokenized, only the first chunk is, and the clock is read once for it
+    encoded = int8.tokenization.encode("query", passages, "truncate", passed)
+    first_chunk = -(-TOKENIZE_FIRST_CHUNK_CHARS // 3900)
+    assert encoded.tokenized == len(encoded.runs) == first_chunk
+    assert checks["count"] == 1
+    # and through score(), every passage comes back unscored rather than late
+    report = int8.score("query", passages, should_stop=passed)
+    assert report.scores == [None] * 200
+
+
+def test_a_request_within_the_first_chunk_never_reads_the_clock_while_tokenizing(int8: CrossEncoder) -> None:
+    request = CorpusGenerator(seed=14).request(60)
+    passages = [text for text in request.passages if len(text) < 1000][:40]
+    assert sum(len(text) for text in passages) < TOKENIZE_FIRST_CHUNK_CHARS
+
+    def clock_read() -> bool:
+        raise AssertionError("should_stop() read while tokenizing a one-chunk request")
+
+    encoded = int8.tokenization.encode(request.query, passages, "truncate", clock_read)
+    assert encoded.tokenized == len(passages)
+
+
+def test_chunked_tokenizing_gives_the_tokens_of_one_batch(int8: CrossEncoder) -> None:
+    request = CorpusGenerator(seed=15).request(100)
+    passages = [passage * 8 for passage in request.passages]  # several chunks
+    got = int8.tokenization.encode_pairs(request.query, passages, lambda: False)
+    expected = int8.tokenization.tokenizer.encode_batch([(request.query, passage) for passage in passages])
+    assert [encoding.ids for encoding in got] == [encoding.ids for encoding in expected]
