@@ -85,6 +85,16 @@ def read_pair_template(tokenizer: Tokenizer) -> PairTemplate | None:
     template is checked to rebuild a second probe exactly, so an exotic post-processor gives None, never a
     wrong layout.
     """
+    truncation = tokenizer.truncation
+    tokenizer.no_truncation()  # the probes must come out whole, whatever the limit
+    try:
+        return _probe_pair_template(tokenizer)
+    finally:
+        if truncation is not None:
+            tokenizer.enable_truncation(**truncation)
+
+
+def _probe_pair_template(tokenizer: Tokenizer) -> PairTemplate | None:
     probe = tokenizer.encode("a", "b")
     parts: list[TemplatePart] = []
     for token_id, type_id, sequence in zip(probe.ids, probe.type_ids, probe.sequence_ids, strict=True):

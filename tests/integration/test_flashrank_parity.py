@@ -32,9 +32,9 @@ class Case:
 
     name: str
     multilingual: bool = False
-    fp32_requests: int = 40
-    int8_requests: int = 10
-    max_passages: int = 40
+    fp32_requests: int = 25
+    int8_requests: int = 8
+    max_passages: int = 30
     max_length: int = 512
 
     def corpus(self, seed: int) -> CorpusGenerator:
