@@ -65,7 +65,9 @@ def tokenize_ms(engine: Any, passages: int, runs: int) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--handler", type=Path, default=REPO / "handler")
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()

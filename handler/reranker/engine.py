@@ -18,14 +18,7 @@ import onnxruntime as ort
 from tokenizers import AddedToken, Tokenizer
 
 from reranker.errors import ModelFileInvalid
-from reranker.tokenization import (
-    LongDocuments,
-    PairInput,
-    PairTokenizer,
-    WindowsUnsupported,
-    precut_limit,
-    window_geometry,
-)
+from reranker.tokenization import LongDocuments, PairInput, PairTokenizer, WindowsUnsupported
 
 Schedule = Literal["auto", "single", "sorted_batches"]
 __all__ = [
@@ -35,8 +28,6 @@ __all__ = [
     "ScoreReport",
     "WindowsUnsupported",
     "logits_to_scores",
-    "precut_limit",
-    "window_geometry",
 ]
 
 # FlashRank 0.2.10's model_file_map: the ONNX file FlashRank opens for each published pairwise model.
@@ -334,8 +325,8 @@ class CrossEncoder:
         )
         pending, truncated = encoded.runs, encoded.truncated
         tokenize_seconds = time.perf_counter() - started
-        # Tokenizing in chunks while workers run the previous chunk was measured slower (both cores are
-        # already busy): tokenize once, in parallel, then run.
+        # Tokenized first (in deadline-checked chunks), then run: overlapping tokenizing with the workers'
+        # runs was measured slower (both cores are already busy).
         accumulator = _Accumulator(scores=[None] * len(passages))
         in_flight: deque[tuple[list[_Pending], Future[np.ndarray]]] = deque()
         self._run(pending, accumulator, in_flight, should_stop)

@@ -14,11 +14,12 @@ LongDocuments = Literal["truncate", "window"]
 # A passage longer than this many characters per token of the limit is cut at a space before tokenizing (only
 # when that provably keeps the same tokens, see precut_limit): at most 512 tokens of it are ever used.
 PRECUT_CHARS_PER_TOKEN = 12
-# Tokenizing is checked against should_stop() between chunks. The first chunk has this many characters; later
-# ones are sized from the rate measured so far to take about TOKENIZE_CHECK_SECONDS, so the interval stays short
-# on a slow or busy vCPU too, and a normal request (tens of thousands of characters) is one or two chunks.
-TOKENIZE_FIRST_CHUNK_CHARS = 64 * 1024
-TOKENIZE_CHECK_SECONDS = 0.01
+# Tokenizing is checked against should_stop() between chunks. The first chunk has this many characters (about
+# 10-30 ms of work here; requests of up to ~100 MS MARCO passages are one chunk); later ones are sized from the
+# rate measured so far to take about TOKENIZE_CHECK_SECONDS, so the interval stays short on a slow or busy vCPU
+# too: far under the half of DEADLINE_MARGIN_MS that must be left when the function answers.
+TOKENIZE_FIRST_CHUNK_CHARS = 128 * 1024
+TOKENIZE_CHECK_SECONDS = 0.025
 TOKENIZE_CHUNK_CHARS_BOUNDS = (4 * 1024, 1024 * 1024)
 
 
