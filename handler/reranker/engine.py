@@ -353,6 +353,11 @@ class CrossEncoder:
         """The token limit in force: min(the model's model_max_length, options.max_length)."""
         return int(self._max_length)
 
+    def _encode(self, query: str, passages: Sequence[str], mode: LongDocuments) -> tuple[list[_Pending], int]:
+        """The model runs to make and how many passages do not fit them whole (bench.run's lower bound)."""
+        encoded = self.tokenization.encode(query, passages, mode)
+        return encoded.runs, encoded.truncated
+
     def passage_tokenizer(self) -> Tokenizer:
         """A copy of the tokenizer that keeps every token of a passage, made the first time it is needed."""
         return self.tokenization.passage_tokenizer()
