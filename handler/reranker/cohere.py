@@ -8,12 +8,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from tokenizers import Tokenizer
-
-from reranker.engine import CrossEncoder, LongDocuments, window_geometry
+from reranker.engine import CrossEncoder, LongDocuments
 from reranker.errors import InvalidRequest, RerankerError
 from reranker.schemas import Limits, RerankRequest, parse_rerank_request
 from reranker.text import replace_lone_surrogates
+from reranker.tokenization import PairTokenizer, tokenizer_text
 
 type ApiVersion = Literal[1, 2]
 
@@ -147,32 +146,26 @@ class DocumentTrimmer:
     """Cuts a document at a word boundary so it holds at most N model tokens.
 
     v2 ``max_tokens_per_doc`` is that cut. v1 ``max_chunks_per_doc`` is the cut that leaves exactly as many
-    tokens as that many overlapping windows cover (the engine's window geometry: query + 3 special tokens
-    beside each window, ``window_overlap_tokens`` shared between neighbours).
+    tokens as that many overlapping windows cover (the engine's own window geometry: the query and the
+    tokenizer's pair-template special tokens beside each window, ``window_overlap_tokens`` shared).
     """
 
-    def __init__(self, tokenizer: Tokenizer, *, max_length: int, window_overlap_tokens: int) -> None:
-        self._tokenizer = tokenizer
-        self._tokenizer.no_truncation()
-        self._tokenizer.no_padding()
-        self.max_length = max_length
-        self.window_overlap_tokens = window_overlap_tokens
+    def __init__(self, pairs: PairTokenizer) -> None:
+        self._pairs = pairs
+        self._tokenizer = pairs.passage_tokenizer()
+        self.max_length = pairs.max_length
 
     @classmethod
     def from_engine(cls, engine: CrossEncoder) -> DocumentTrimmer:
         """The engine's own untruncated tokenizer and window settings: no second load of tokenizer.json."""
-        return cls(
-            engine.passage_tokenizer(),
-            max_length=engine.max_length,
-            window_overlap_tokens=engine.options.window_overlap_tokens,
-        )
+        return cls(engine.tokenization)
 
     def window_budget(self, query: str, chunks: int) -> int:
-        """How many passage tokens ``chunks`` windows cover beside this query (the engine's geometry)."""
-        query_tokens = len(
-            self._tokenizer.encode(replace_lone_surrogates(query), add_special_tokens=False).ids
-        )
-        room, step = window_geometry(query_tokens, self.max_length, self.window_overlap_tokens)
+        """How many passage tokens ``chunks`` windows cover beside this query (the engine's geometry).
+
+        Raises WindowsUnsupported when the model cannot be scored in windows.
+        """
+        _, _, room, step = self._pairs.window_room(query)
         return room + (chunks - 1) * step
 
     def trim(self, texts: Sequence[str], max_tokens: int) -> list[str]:
@@ -184,7 +177,7 @@ class DocumentTrimmer:
             return trimmed
         # Same length as the caller's text (one U+FFFD per surrogate), so offsets cut the original.
         encodings = self._tokenizer.encode_batch(
-            [replace_lone_surrogates(texts[index]) for index in long_indices], add_special_tokens=False
+            [tokenizer_text(texts[index]) for index in long_indices], add_special_tokens=False
         )
         for index, encoding in zip(long_indices, encodings, strict=True):
             if len(encoding.ids) <= max_tokens:

@@ -15,27 +15,35 @@ from typing import Any, Literal
 
 import numpy as np
 import onnxruntime as ort
-from tokenizers import AddedToken, Encoding, Tokenizer
+from tokenizers import AddedToken, Tokenizer
 
 from reranker.errors import ModelFileInvalid
-from reranker.text import replace_lone_surrogates, replace_lone_surrogates_in
+from reranker.tokenization import LongDocuments, PairInput, PairTokenizer, WindowsUnsupported
 
 Schedule = Literal["auto", "single", "sorted_batches"]
-LongDocuments = Literal["truncate", "window"]
+__all__ = [
+    "CrossEncoder",
+    "EngineOptions",
+    "LongDocuments",
+    "ScoreReport",
+    "WindowsUnsupported",
+    "logits_to_scores",
+]
 
-# FlashRank's names for the ONNX file of each published pairwise model.
+# FlashRank 0.2.10's model_file_map: the ONNX file FlashRank opens for each published pairwise model.
 FLASHRANK_ONNX_FILES = {
     "ms-marco-TinyBERT-L-2-v2": "flashrank-TinyBERT-L-2-v2.onnx",
     "ms-marco-MiniLM-L-12-v2": "flashrank-MiniLM-L-12-v2_Q.onnx",
     "ms-marco-MultiBERT-L-12": "flashrank-MultiBERT-L12_Q.onnx",
+    "rank-T5-flan": "flashrank-rankt5_Q.onnx",
     "ce-esci-MiniLM-L12-v2": "flashrank-ce-esci-MiniLM-L12-v2_Q.onnx",
+    "miniReranker_arabic_v1": "miniReranker_arabic_v1.onnx",
 }
 REQUIRED_JSON_FILES = ("config.json", "tokenizer_config.json", "special_tokens_map.json")
 # Operators that dynamic int8 quantization inserts; their activation scale spans the whole batch tensor.
 DYNAMIC_QUANTIZATION_OPS = (b"DynamicQuantizeLinear", b"MatMulInteger", b"DynamicQuantizeMatMul")
-# A passage longer than this many characters per token of the limit is cut at a space before tokenizing (only
-# when that provably keeps the same tokens, see CrossEncoder._encode): at most 512 tokens of it are ever used.
-PRECUT_CHARS_PER_TOKEN = 12
+# Output element types whose values logits_to_scores can read.
+SCORABLE_OUTPUT_TYPES = frozenset({"tensor(float)", "tensor(double)", "tensor(float16)"})
 # Runs queued per worker thread: enough to keep it busy, few enough that should_stop() still bites.
 IN_FLIGHT_PER_WORKER = 4
 
@@ -75,13 +83,7 @@ class ScoreReport:
         return all(score is not None for score in self.scores)
 
 
-@dataclass
-class _Pending:
-    """One model run to make: a (query, passage or window) encoding and the passage it scores."""
-
-    passage: int
-    ids: list[int]
-    type_ids: list[int]
+_Pending = PairInput  # one model run to make: a (query, passage or window) encoding and its passage
 
 
 @dataclass
@@ -122,9 +124,9 @@ def raw_logits(logits: np.ndarray) -> np.ndarray:
 
 
 def logits_to_scores(logits: np.ndarray) -> np.ndarray:
-    """FlashRank's mapping: sigmoid of a single logit, softmax column 1 of two; overflow-free."""
-    if logits.ndim != 2 or logits.shape[1] not in (1, 2):
-        raise ValueError(f"expected logits of shape (batch, 1) or (batch, 2), got {logits.shape}")
+    """FlashRank's mapping: sigmoid of a single logit, else softmax column 1 over all columns; overflow-free."""
+    if logits.ndim != 2 or logits.shape[1] < 1:
+        raise ValueError(f"expected logits of shape (batch, columns >= 1), got {logits.shape}")
     return stable_sigmoid(logits[:, 0]) if logits.shape[1] == 1 else stable_softmax_positive(logits)
 
 
@@ -141,13 +143,17 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def find_onnx_file(model_dir: Path) -> Path:
-    """FlashRank's file name for known models; otherwise the directory's only .onnx file."""
+    """The file FlashRank opens: its name for the folder's model, else any FlashRank name present, else the
+    folder's only .onnx file (FlashRank's folders may hold an fp32 file beside the _Q file it opens)."""
     known = FLASHRANK_ONNX_FILES.get(model_dir.name)
     if known is not None and (model_dir / known).is_file():
         return model_dir / known
     candidates = sorted(model_dir.glob("*.onnx"))
     if len(candidates) == 1:
         return candidates[0]
+    named = [path for path in candidates if path.name in FLASHRANK_ONNX_FILES.values()]
+    if known is None and len(named) == 1:
+        return named[0]
     expected = known or "<one>.onnx"
     found = ", ".join(path.name for path in candidates) or "none"
     raise ModelFileInvalid(
@@ -182,27 +188,41 @@ def load_tokenizer(model_dir: Path, max_length: int) -> tuple[Tokenizer, int]:
     return tokenizer, pad_id
 
 
-def precut_limit(tokenizer: Tokenizer, max_length: int) -> int | None:
-    """Characters of a passage worth tokenizing, or None when cutting text could change the kept tokens.
-
-    With BERT's normalizer (per character), pre-tokenizer (splits at whitespace) and WordPiece (per word),
-    the tokens of text cut at a space are a prefix of the tokens of the whole text.
-    """
-    pipeline = (type(tokenizer.normalizer).__name__, type(tokenizer.pre_tokenizer).__name__)
-    if pipeline != ("BertNormalizer", "BertPreTokenizer") or type(tokenizer.model).__name__ != "WordPiece":
-        return None
-    if any(" " in token.content for token in tokenizer.get_added_tokens_decoder().values()):
-        return None
-    return max_length * PRECUT_CHARS_PER_TOKEN
-
-
-def window_geometry(query_tokens: int, max_length: int, overlap_tokens: int) -> tuple[int, int]:
-    """(room, step): passage tokens per window beside the query ([CLS] q [SEP] w [SEP]), and the stride.
-
-    The query keeps at most half the limit; neighbouring windows share up to ``overlap_tokens``.
-    """
-    room = max_length - min(query_tokens, max_length // 2) - 3
-    return room, max(1, room - min(overlap_tokens, room // 2))
+def check_outputs(session: ort.InferenceSession, onnx_file: str) -> None:
+    """Refuse at load a graph whose first output is not (batch, columns >= 1) floats: never fail per request."""
+    outputs = session.get_outputs()
+    if not outputs:
+        raise ModelFileInvalid(f"model file {onnx_file} has no outputs")
+    logits = outputs[0]
+    shape = logits.shape
+    if logits.type not in SCORABLE_OUTPUT_TYPES:
+        raise ModelFileInvalid(
+            f"model file {onnx_file}: output {logits.name} is {logits.type}, not float logits"
+        )
+    if shape is not None and len(shape) != 2:
+        raise ModelFileInvalid(
+            f"model file {onnx_file}: output {logits.name} has shape {shape}; expected (batch, columns)"
+        )
+    columns = shape[1] if shape is not None else None
+    if not isinstance(columns, int):  # symbolic or unknown: ask the graph itself
+        feed = {
+            node.name: np.zeros((1, 2), dtype=np.int64)
+            for node in session.get_inputs()
+            if node.name in ("input_ids", "attention_mask", "token_type_ids")
+        }
+        if "attention_mask" in feed:
+            feed["attention_mask"][:] = 1
+        try:
+            probe = np.asarray(session.run([logits.name], feed)[0])
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelFileInvalid(f"model file {onnx_file} fails on a two-token probe input: {exc}") from exc
+        if probe.ndim != 2:
+            raise ModelFileInvalid(
+                f"model file {onnx_file}: output {logits.name} has shape {probe.shape}; expected (batch, columns)"
+            )
+        columns = probe.shape[1]
+    if columns < 1:
+        raise ModelFileInvalid(f"model file {onnx_file}: output {logits.name} has no columns to score")
 
 
 def session_options(intra_op_threads: int) -> ort.SessionOptions:
@@ -238,9 +258,7 @@ class CrossEncoder:
         self.onnx_file = onnx_file
         self.onnx_bytes = onnx_bytes
         self._session = session
-        self._tokenizer = tokenizer
         self._pad_id = pad_id
-        self._whole_passage_tokenizer: Tokenizer | None = None
         # Threads start on first use, so a SnapStart snapshot of init holds none.
         self._pool = (
             ThreadPoolExecutor(options.parallel_runs, thread_name_prefix="onnx-run")
@@ -249,7 +267,12 @@ class CrossEncoder:
         )
         self._input_names = frozenset(node.name for node in session.get_inputs())
         self._max_length = tokenizer.truncation["max_length"] if tokenizer.truncation else options.max_length
-        self._precut_chars = precut_limit(tokenizer, self._max_length)
+        self.tokenization = PairTokenizer(
+            tokenizer,
+            self._max_length,
+            overlap_tokens=options.window_overlap_tokens,
+            max_windows=options.window_max_per_passage,
+        )
         # int8 models must run each pair alone: grouping makes a score depend on its batch neighbours.
         if options.schedule == "auto":
             self.schedule: Schedule = "single" if quantized else "sorted_batches"
@@ -257,6 +280,7 @@ class CrossEncoder:
             self.schedule = options.schedule
         if "input_ids" not in self._input_names:
             raise ModelFileInvalid(f"model file {onnx_file} has no input_ids input")
+        check_outputs(session, onnx_file)
 
     @classmethod
     def load(cls, model_dir: Path, options: EngineOptions | None = None) -> CrossEncoder:
@@ -313,10 +337,13 @@ class CrossEncoder:
         if not passages:
             return ScoreReport(scores=[], logits=[] if with_logits else None)
         started = time.perf_counter()
-        pending, truncated = self._encode(query, passages, long_documents or self.options.long_documents)
+        encoded = self.tokenization.encode(
+            query, passages, long_documents or self.options.long_documents, should_stop
+        )
+        pending, truncated = encoded.runs, encoded.truncated
         tokenize_seconds = time.perf_counter() - started
-        # Tokenizing in chunks while workers run the previous chunk was measured slower (both cores are
-        # already busy): tokenize once, in parallel, then run.
+        # Tokenized first (in deadline-checked chunks), then run: overlapping tokenizing with the workers'
+        # runs was measured slower (both cores are already busy).
         accumulator = _Accumulator(scores=[None] * len(passages))
         in_flight: deque[tuple[list[_Pending], Future[np.ndarray]]] = deque()
         self._run(pending, accumulator, in_flight, should_stop)
@@ -341,90 +368,19 @@ class CrossEncoder:
             logits=logits if with_logits else None,
         )
 
-    def _encode(self, query: str, passages: Sequence[str], mode: LongDocuments) -> tuple[list[_Pending], int]:
-        """The model runs to make, and how many passages do not fit in them whole."""
-        encodings = self._encode_pairs(query, passages)
-        pending = [
-            _Pending(index, encoding.ids, encoding.type_ids) for index, encoding in enumerate(encodings)
-        ]
-        overflowing = [index for index, encoding in enumerate(encodings) if encoding.overflowing]
-        if mode == "truncate" or not overflowing:
-            return pending, len(overflowing)
-        window_runs, cut = self._windows(query, [passages[index] for index in overflowing], overflowing)
-        long_passages = set(overflowing)
-        return [run for run in pending if run.passage not in long_passages] + window_runs, cut
-
-    def _encode_pairs(self, query: str, passages: Sequence[str]) -> list[Encoding]:
-        """Truncated (query, passage) encodings; very long passages are cut first when that cannot matter.
-
-        Truncation keeps the query whole and the first (limit - query) passage tokens whenever the query is
-        under half the limit, so a cut passage that still overflows yields exactly the tokens of the whole
-        passage. Cuts that do not overflow, or come with a long query, are encoded again from the whole text.
-        """
-        query, passages = replace_lone_surrogates(query), replace_lone_surrogates_in(passages)
-        texts = list(passages)
-        cut: list[int] = []
-        if self._precut_chars is not None:
-            for index, text in enumerate(texts):
-                space = text.rfind(" ", 0, self._precut_chars) if len(text) > self._precut_chars else -1
-                if space > 0:
-                    texts[index] = text[:space]
-                    cut.append(index)
-        # _fast: no character offsets (we never map tokens back to text); same ids, about 15 % quicker.
-        encodings = self._tokenizer.encode_batch_fast([(query, text) for text in texts])
-        half = (self._max_length - 3) // 2  # [CLS] query [SEP] passage [SEP]
-        redo = [
-            index
-            for index in cut
-            if not encodings[index].overflowing or encodings[index].type_ids.count(0) - 2 >= half
-        ]
-        if redo:
-            again = self._tokenizer.encode_batch_fast([(query, passages[index]) for index in redo])
-            for index, encoding in zip(redo, again, strict=True):
-                encodings[index] = encoding
-        return encodings
-
-    def _windows(self, query: str, passages: list[str], indices: list[int]) -> tuple[list[_Pending], int]:
-        """Overlapping windows of each long passage that fit beside the query; returns runs and cut count."""
-        query, passages = replace_lone_surrogates(query), replace_lone_surrogates_in(passages)
-        options = self.options
-        query_ids = self._tokenizer.encode(query, add_special_tokens=False).ids[: self._max_length // 2]
-        cls_id, sep_id = self._special_id("[CLS]"), self._special_id("[SEP]")
-        room, step = window_geometry(len(query_ids), self._max_length, options.window_overlap_tokens)
-        runs: list[_Pending] = []
-        cut = 0
-        passage_encodings = self.passage_tokenizer().encode_batch_fast(passages, add_special_tokens=False)
-        head = [cls_id, *query_ids, sep_id]
-        for index, encoding in zip(indices, passage_encodings, strict=True):
-            tokens = encoding.ids
-            starts = list(range(0, max(1, len(tokens) - room + step), step))
-            if len(starts) > options.window_max_per_passage:
-                starts = starts[: options.window_max_per_passage]
-                cut += 1
-            for start in starts:
-                window = tokens[start : start + room]
-                ids = [*head, *window, sep_id]
-                runs.append(_Pending(index, ids, [0] * len(head) + [1] * (len(window) + 1)))
-        return runs, cut
-
     @property
     def max_length(self) -> int:
         """The token limit in force: min(the model's model_max_length, options.max_length)."""
         return int(self._max_length)
 
+    def _encode(self, query: str, passages: Sequence[str], mode: LongDocuments) -> tuple[list[_Pending], int]:
+        """The model runs to make and how many passages do not fit them whole (bench.run's lower bound)."""
+        encoded = self.tokenization.encode(query, passages, mode)
+        return encoded.runs, encoded.truncated
+
     def passage_tokenizer(self) -> Tokenizer:
         """A copy of the tokenizer that keeps every token of a passage, made the first time it is needed."""
-        if self._whole_passage_tokenizer is None:
-            copy = Tokenizer.from_str(self._tokenizer.to_str())
-            copy.no_truncation()
-            self._whole_passage_tokenizer = copy
-        return self._whole_passage_tokenizer
-
-    def _special_id(self, token: str) -> int:
-        token_id = self._tokenizer.token_to_id(token)
-        if token_id is None:
-            raise ModelFileInvalid(f"tokenizer.json has no {token} token, needed for windowed scoring")
-        return token_id
+        return self.tokenization.passage_tokenizer()
 
     def _batches(self, pending: list[_Pending]) -> Iterator[list[_Pending]]:
         if self.schedule == "single":

@@ -16,8 +16,14 @@ from reranker import observability as obs
 from reranker.adapters import Call
 from reranker.auth import BearerAuthenticator
 from reranker.config import LongDocuments, Settings
-from reranker.engine import CrossEncoder, EngineOptions, ScoreReport
-from reranker.errors import DeadlineExceeded, ModelDownloadFailed, ModelUnavailable, RerankerError
+from reranker.engine import CrossEncoder, EngineOptions, ScoreReport, WindowsUnsupported
+from reranker.errors import (
+    DeadlineExceeded,
+    InvalidRequest,
+    ModelDownloadFailed,
+    ModelUnavailable,
+    RerankerError,
+)
 from reranker.model_store import ModelLocation, locate_model
 from reranker.observability import logger, tracing
 from reranker.score_cache import CachedScoreReport, ScoreCache, score_with_cache
@@ -222,10 +228,11 @@ def rerank_cohere(payload: object, call: Call, version: cohere.ApiVersion) -> di
         logger.append_keys(ignored_fields=list(request.ignored_fields))
     needs_tokens = request.max_tokens_per_doc is not None or request.max_chunks_per_doc is not None
     trimmer = document_trimmer(runtime, engine) if needs_tokens else None
-    native = replace(
-        cohere.apply_token_budgets(request, trimmer, settings.window_max_per_passage),
-        long_documents=request.long_documents,
-    )
+    try:
+        budgeted = cohere.apply_token_budgets(request, trimmer, settings.window_max_per_passage)
+    except WindowsUnsupported as exc:
+        raise mode_not_applicable(exc, engine, "max_chunks_per_doc") from exc
+    native = replace(budgeted, long_documents=request.long_documents)
     tally = obs.RerankTally(cache_enabled=runtime.cache.enabled)
     response = score_and_rank(native, runtime, deadline_check(call.context, settings), tally)
     tally.emit()
@@ -308,19 +315,22 @@ def score_passages(
     tracing.annotate("model", engine.name)
     tracing.annotate("passages", len(request.passages))
     with tracing.subsegment("## engine.score"):
-        if with_logits:
-            scored = CachedScoreReport(
-                report=_score_with_logits(engine, request, mode, should_stop), hits=0, lookup_seconds=0.0
-            )
-        else:
-            scored = score_with_cache(
-                engine,
-                runtime.cache,
-                request.query,
-                request.scored_texts,
-                long_documents=mode,
-                should_stop=should_stop,
-            )
+        try:
+            if with_logits:
+                scored = CachedScoreReport(
+                    report=_score_with_logits(engine, request, mode, should_stop), hits=0, lookup_seconds=0.0
+                )
+            else:
+                scored = score_with_cache(
+                    engine,
+                    runtime.cache,
+                    request.query,
+                    request.scored_texts,
+                    long_documents=mode,
+                    should_stop=should_stop,
+                )
+        except WindowsUnsupported as exc:
+            raise mode_not_applicable(exc, engine, f'long_documents "{exc.mode}"') from exc
     report = scored.report
     unscored = sum(1 for score in report.scores if score is None)
     if unscored:
@@ -360,6 +370,11 @@ def _score_with_logits(
     return engine.score(
         request.query, request.scored_texts, long_documents=mode, should_stop=should_stop, with_logits=True
     )
+
+
+def mode_not_applicable(exc: WindowsUnsupported, engine: CrossEncoder, mode: str) -> InvalidRequest:
+    """A long-document mode this model cannot apply: the caller's choice (400), not an outage (503)."""
+    return InvalidRequest(f"{mode} cannot be used with the model {engine.name}: {exc.reason}")
 
 
 def document_trimmer(runtime: Runtime, engine: CrossEncoder) -> cohere.DocumentTrimmer:

@@ -8,7 +8,6 @@ at a chunk's edge. Python then holds a code point that UTF-8 cannot encode: the 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 
 REPLACEMENT_CHARACTER = "\ufffd"
 # In a Python str every surrogate code point is unpaired: json.loads joins escaped pairs into one code point.
@@ -30,11 +29,6 @@ def replace_lone_surrogates(text: str) -> str:
     if not has_lone_surrogate(text):
         return text
     return _SURROGATE.sub(REPLACEMENT_CHARACTER, text)
-
-
-def replace_lone_surrogates_in(texts: Iterable[str]) -> list[str]:
-    """replace_lone_surrogates of each text."""
-    return [replace_lone_surrogates(text) for text in texts]
 
 
 def escape_lone_surrogates(json_text: str) -> str:

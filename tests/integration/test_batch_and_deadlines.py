@@ -192,6 +192,23 @@ def test_cohere_routes_keep_every_document_when_time_runs_out(configure: Callabl
     assert "3 documents were not scored" in outcome.body["meta"]["warnings"][0]
 
 
+def test_a_huge_request_with_700_ms_left_answers_with_half_the_margin_to_spare(
+    configure: Callable[..., ModuleType],
+) -> None:
+    # Given 1000 passages of 3 900 characters (tokenizing them all takes longer than the 200 ms of budget
+    # that 700 ms remaining minus the 500 ms margin leaves) and a real Lambda-like clock
+    app = configure(DEADLINE_POLICY="fallback", DEADLINE_MARGIN_MS="500")
+    text = ("retrieval augmented generation latency passage tokenizer reranker " * 60)[:3900]
+    context = LocalContext(timeout_ms=700)
+    # When the function answers
+    answer = app.lambda_handler({"query": QUERY, "passages": [text] * 1000, "return_text": False}, context)
+    # Then at least half of the 500 ms margin is still left, and every passage is in the answer
+    left = context.get_remaining_time_in_millis()
+    assert left >= 250, left
+    assert len(answer["results"]) == 1000
+    assert any(result["score"] is None for result in answer["results"])
+
+
 def test_the_default_policy_is_the_fallback(app: ModuleType) -> None:
     assert app.STATE.runtime.settings.deadline_policy == "fallback"
 
@@ -262,3 +279,49 @@ def test_cohere_v1_max_chunks_per_doc_is_window_mode_with_that_bound(
 def test_an_unknown_long_documents_mode_is_a_400(app: ModuleType) -> None:
     with pytest.raises(InvalidRequest, match="long_documents must be one of truncate, window"):
         app.lambda_handler({"query": "q", "passages": ["a"], "long_documents": "split"}, LocalContext())
+
+
+@pytest.mark.parametrize("family", ["rank-T5-flan", "ms-marco-MultiBERT-L-12", "miniReranker_arabic_v1"])
+def test_window_mode_and_max_chunks_per_doc_work_for_every_family(
+    configure: Callable[..., ModuleType], family: str
+) -> None:
+    # Given a T5-style or multilingual model and a passage far past its token limit
+    app = configure(MODEL_DIR=str(fixture_model("int8", family)))
+    long_text = " ".join(["retrieval", "passage", "Привет", "東京", "café"] * 600)
+    passages = [long_text, "a short passage"]
+    # When a native request asks for windows, it is answered, each window scored
+    windowed = app.lambda_handler(
+        {"query": "q", "passages": passages, "long_documents": "window"}, LocalContext()
+    )
+    assert windowed["usage"]["windows"] > 3
+    assert all(isinstance(result["score"], float) for result in windowed["results"])
+    # and the short passage keeps its truncate-mode score exactly
+    truncated = app.lambda_handler({"query": "q", "passages": passages}, LocalContext())
+    short_scores = [
+        {r["index"]: r["score"] for r in answer["results"]}[1] for answer in (windowed, truncated)
+    ]
+    assert short_scores[0] == short_scores[1]
+    # When a Cohere v1 caller bounds the chunks, it is answered too
+    event = load_event("cohere-v1-rerank.json")
+    event["body"] = json.dumps({"query": "q", "documents": passages, "max_chunks_per_doc": 2})
+    outcome = run(app, event)
+    assert outcome.status == 200, outcome.body
+
+
+def test_a_window_mode_the_model_cannot_apply_is_a_400_naming_the_mode(
+    configure: Callable[..., ModuleType],
+) -> None:
+    # Given a T5-style model held to 3 tokens: its 2 template tokens and the query leave no room for a window
+    app = configure(MODEL_DIR=str(fixture_model("int8", "rank-T5-flan")), ENGINE_MAX_LENGTH="3")
+    passages = ["one two three four five six"]
+    # Then truncation still answers, and window mode is the caller's 400, never a 503
+    assert app.lambda_handler({"query": "q", "passages": passages}, LocalContext())["results"]
+    with pytest.raises(
+        InvalidRequest, match='long_documents "window" cannot be used with the model rank-T5-flan'
+    ):
+        app.lambda_handler({"query": "q", "passages": passages, "long_documents": "window"}, LocalContext())
+    event = load_event("cohere-v1-rerank.json")
+    event["body"] = json.dumps({"query": "q", "documents": passages, "max_chunks_per_doc": 1})
+    outcome = run(app, event)
+    assert outcome.status == 400, outcome.body
+    assert "max_chunks_per_doc cannot be used" in outcome.body["message"]

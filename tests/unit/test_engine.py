@@ -17,7 +17,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from reranker.engine import CrossEncoder, EngineOptions, logits_to_scores
 from reranker.errors import ModelFileInvalid
-from tests.models import fixture_model
+from reranker.tokenization import TOKENIZE_FIRST_CHUNK_CHARS
+from tests.models import FAMILY_NAMES, MODEL_NAME, fixture_model
 from tools.fixture_model.__main__ import MARKER_WORD, ONNX_FILE
 from tools.fixture_model.corpus import CorpusGenerator
 
@@ -97,8 +98,17 @@ def test_scores_are_overflow_free_and_match_the_textbook_formulas() -> None:
         softmax = logits_to_scores(pairs)
     assert sigmoid.tolist() == pytest.approx([0.0, 1 / (1 + np.exp(3.0)), 0.5, 1 / (1 + np.exp(-2.5)), 1.0])
     assert softmax.tolist() == pytest.approx([0.5, 0.0, np.exp(3) / (np.exp(-2) + np.exp(3))])
-    with pytest.raises(ValueError, match="logits"):
-        logits_to_scores(np.zeros((2, 3), dtype=np.float32))
+    # Three or more columns: FlashRank's softmax column 1 over all of them.
+    triples = np.array([[0.0, 0.0, 0.0], [1.0, 2.0, -1.0], [-1000.0, 1000.0, 999.0]], dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        softmax3 = logits_to_scores(triples)
+    expected = np.exp(triples[:2].astype(np.float64))
+    assert softmax3[:2].tolist() == pytest.approx((expected[:, 1] / expected.sum(axis=1)).tolist())
+    assert softmax3[2] == pytest.approx(1 / (1 + np.exp(-1.0)))
+    for bad in (np.zeros((2, 0), dtype=np.float32), np.zeros(3, dtype=np.float32)):
+        with pytest.raises(ValueError, match="logits"):
+            logits_to_scores(bad)
 
 
 def test_empty_passage_list_and_empty_strings(int8: CrossEncoder) -> None:
@@ -182,7 +192,7 @@ def test_pad_id_comes_from_config(model_copy: Path) -> None:
     config["pad_token_id"] = 7
     (model_copy / "config.json").write_text(json.dumps(config))
     encoder = CrossEncoder.load(model_copy, EngineOptions(schedule="sorted_batches"))
-    pending, _ = encoder._encode("q", ["a", "a much longer passage"], "truncate")
+    pending = encoder.tokenization.encode("q", ["a", "a much longer passage"], "truncate").runs
     feed = encoder._feed(pending)
     assert feed["input_ids"][0, -1] == 7
 
@@ -262,6 +272,13 @@ _PIECES = st.sampled_from(
         "\t",
         "\n",
         "[SEP]",
+        "</s>",
+        "Привет",
+        "مرحبا",
+        "東京の天気は晴れです",
+        "Straße",
+        "ÉCOLE",
+        "▁",
     ]
 )
 _GAPS = st.sampled_from([" ", " ", "  ", "", "\u3000"])
@@ -271,27 +288,155 @@ _LONG_TEXTS = st.lists(st.tuples(_PIECES, _GAPS), min_size=60, max_size=250).map
 )
 
 
-@settings(max_examples=200, deadline=None)
+# The families whose pipelines are cut (BERT normalizer + pre-tokenizer + WordPiece), one per distinct tokenizer:
+# MiniLM-L-12 shares the nano's, the 3-logit fixture the multilingual one; T5's is never cut (checked below).
+PRECUT_FAMILIES = (MODEL_NAME, "ms-marco-MultiBERT-L-12")
+
+
+@pytest.mark.parametrize("family", PRECUT_FAMILIES)
+@settings(max_examples=100, deadline=None)
 @given(query=_TEXTS | _LONG_TEXTS, passages=st.lists(_TEXTS | _LONG_TEXTS, min_size=1, max_size=4))
-def test_cutting_long_passages_never_changes_the_tokens(query: str, passages: list[str]) -> None:
+def test_cutting_long_passages_never_changes_the_tokens(family: str, query: str, passages: list[str]) -> None:
     # A 32-token limit makes the 384-character cut happen often.
-    encoder = _small_limit_encoder()
-    expected = encoder._tokenizer.encode_batch([(query, passage) for passage in passages])
-    got = encoder._encode_pairs(query, passages)
+    encoder = _small_limit_encoder(family)
+    expected = encoder.tokenization.tokenizer.encode_batch([(query, passage) for passage in passages])
+    got = encoder.tokenization.encode_pairs(query, passages)
     assert [encoding.ids for encoding in got] == [encoding.ids for encoding in expected]
     assert [encoding.type_ids for encoding in got] == [encoding.type_ids for encoding in expected]
     assert [bool(e.overflowing) for e in got] == [bool(e.overflowing) for e in expected]
 
 
 @functools.cache
-def _small_limit_encoder() -> CrossEncoder:
-    return CrossEncoder.load(fixture_model("int8"), EngineOptions(max_length=32))
+def _small_limit_encoder(family: str = MODEL_NAME) -> CrossEncoder:
+    return CrossEncoder.load(fixture_model("int8", family), EngineOptions(max_length=32))
+
+
+def test_only_the_bert_wordpiece_pipelines_are_cut_before_tokenizing() -> None:
+    cut = {family: _small_limit_encoder(family).tokenization.precut_chars for family in FAMILY_NAMES}
+    assert cut == {family: None if family == "rank-T5-flan" else 32 * 12 for family in FAMILY_NAMES}
 
 
 def test_long_passages_are_cut_before_tokenizing(int8: CrossEncoder) -> None:
     passage = "relevant words " * 5000  # 75,000 characters, far past 512 tokens
-    assert int8._precut_chars == 512 * 12
+    assert int8.tokenization.precut_chars == 512 * 12
     report = int8.score("which words", [passage])
     assert report.truncated == 1 and report.tokens == 512
-    full = int8._tokenizer.encode("which words", passage)
-    assert int8._encode_pairs("which words", [passage])[0].ids == full.ids
+    full = int8.tokenization.tokenizer.encode("which words", passage)
+    assert int8.tokenization.encode_pairs("which words", [passage])[0].ids == full.ids
+
+
+# --- which file, and which outputs, a model folder may have ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("folder", "opened", "beside"),
+    [
+        ("rank-T5-flan", "flashrank-rankt5_Q.onnx", "flashrank-rankt5.onnx"),
+        ("ce-esci-MiniLM-L12-v2", "flashrank-ce-esci-MiniLM-L12-v2_Q.onnx", "model.onnx"),
+        ("ms-marco-MultiBERT-L-12", "flashrank-MultiBERT-L12_Q.onnx", "flashrank-MultiBERT-L12.onnx"),
+        ("miniReranker_arabic_v1", "miniReranker_arabic_v1.onnx", "other.onnx"),
+        ("my-own-copy", "flashrank-rankt5_Q.onnx", "notes.onnx"),
+    ],
+)
+def test_a_folder_with_several_onnx_files_opens_the_one_flashrank_opens(
+    model_copy: Path, tmp_path: Path, folder: str, opened: str, beside: str
+) -> None:
+    # Given a folder that holds FlashRank's file and another .onnx file that would fail to load
+    renamed = tmp_path / folder
+    model_copy.rename(renamed)
+    (renamed / ONNX_FILE).rename(renamed / opened)
+    (renamed / beside).write_bytes(b"not an onnx graph")
+    # Then the engine opens FlashRank's file
+    assert CrossEncoder.load(renamed).onnx_file == opened
+
+
+def test_two_unknown_onnx_files_are_refused_naming_them(model_copy: Path) -> None:
+    shutil.copyfile(model_copy / ONNX_FILE, model_copy / "b.onnx")
+    (model_copy / ONNX_FILE).rename(model_copy / "a.onnx")
+    with pytest.raises(ModelFileInvalid, match=r"a\.onnx, b\.onnx"):
+        CrossEncoder.load(model_copy)
+
+
+def write_output_variant(model_dir: Path, kind: str) -> None:
+    """A graph whose logits cannot be scored: rank 1, zero columns (declared or only at run time), integers."""
+    nodes = [
+        helper.make_node("Cast", ["input_ids"], ["ids_float"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["ids_float"], ["mean"], axes=[1], keepdims=int(kind != "rank1")),
+    ]
+    initializers = []
+    element, dims = TensorProto.FLOAT, ["b", 1]
+    if kind == "rank1":
+        nodes.append(helper.make_node("Identity", ["mean"], ["logits"]))
+        dims = ["b"]
+    elif kind in ("zero_columns", "zero_columns_at_run_time"):
+        initializers += [
+            numpy_helper.from_array(np.array([0], np.int64), "starts"),
+            numpy_helper.from_array(np.array([0], np.int64), "ends"),
+            numpy_helper.from_array(np.array([1], np.int64), "axes"),
+        ]
+        nodes.append(helper.make_node("Slice", ["mean", "starts", "ends", "axes"], ["logits"]))
+        dims = ["b", 0] if kind == "zero_columns" else ["b", "labels"]
+    elif kind == "integers":
+        nodes.append(helper.make_node("Cast", ["mean"], ["logits"], to=TensorProto.INT64))
+        element = TensorProto.INT64
+    inputs = [
+        helper.make_tensor_value_info(name, TensorProto.INT64, ["b", "s"])
+        for name in ("input_ids", "attention_mask", "token_type_ids")
+    ]
+    graph = helper.make_graph(
+        nodes, "unscorable", inputs, [helper.make_tensor_value_info("logits", element, dims)], initializers
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save_model(model, model_dir / ONNX_FILE)
+
+
+@pytest.mark.parametrize("kind", ["rank1", "zero_columns", "zero_columns_at_run_time", "integers"])
+def test_a_graph_whose_outputs_cannot_be_scored_is_refused_at_load_naming_the_file(
+    model_copy: Path, kind: str
+) -> None:
+    write_output_variant(model_copy, kind)
+    with pytest.raises(ModelFileInvalid, match=ONNX_FILE.replace(".", r"\.")):
+        CrossEncoder.load(model_copy)
+
+
+# --- tokenizing against a deadline -------------------------------------------------------------------
+
+
+def test_tokenizing_stops_between_chunks_once_should_stop_says_so(int8: CrossEncoder) -> None:
+    # Given 200 passages of 3 900 characters (780 000 characters) and a deadline already passed
+    passages = [("word " * 780)[:3900]] * 200
+    checks = {"count": 0}
+
+    def passed() -> bool:
+        checks["count"] += 1
+        return True
+
+    # When they are tokenized, only the first chunk is, and the clock is read once for it
+    encoded = int8.tokenization.encode("query", passages, "truncate", passed)
+    first_chunk = -(-TOKENIZE_FIRST_CHUNK_CHARS // 3900)
+    assert encoded.tokenized == len(encoded.runs) == first_chunk
+    assert checks["count"] == 1
+    # and through score(), every passage comes back unscored rather than late
+    report = int8.score("query", passages, should_stop=passed)
+    assert report.scores == [None] * 200
+
+
+def test_a_request_within_the_first_chunk_never_reads_the_clock_while_tokenizing(int8: CrossEncoder) -> None:
+    request = CorpusGenerator(seed=14).request(60)
+    passages = [text for text in request.passages if len(text) < 1000][:40]
+    assert sum(len(text) for text in passages) < TOKENIZE_FIRST_CHUNK_CHARS
+
+    def clock_read() -> bool:
+        raise AssertionError("should_stop() read while tokenizing a one-chunk request")
+
+    encoded = int8.tokenization.encode(request.query, passages, "truncate", clock_read)
+    assert encoded.tokenized == len(passages)
+
+
+def test_chunked_tokenizing_gives_the_tokens_of_one_batch(int8: CrossEncoder) -> None:
+    request = CorpusGenerator(seed=15).request(100)
+    passages = [passage * 8 for passage in request.passages]  # several chunks
+    got = int8.tokenization.encode_pairs(request.query, passages, lambda: False)
+    expected = int8.tokenization.tokenizer.encode_batch([(request.query, passage) for passage in passages])
+    assert [encoding.ids for encoding in got] == [encoding.ids for encoding in expected]

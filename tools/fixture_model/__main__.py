@@ -1,10 +1,25 @@
-"""Generate the fixture FlashRank models: nano architecture, real BERT uncased vocabulary, calibrated head.
+"""Generate the fixture FlashRank models: one per family difference that matters to the engine, calibrated heads.
 
-Writes, under --out:
-  int8/ms-marco-TinyBERT-L-2-v2/        dynamically quantized like the published file (about 4 MB of ONNX)
+    python -m tools.fixture_model --out .fixtures                 # what CI and the tests use (about 20 s)
+    python -m tools.fixture_model --shapes full --out DIR         # full-size same-shape models (minutes, GBs)
+
+Writes, under --out (test shapes, the default):
+  int8/ms-marco-TinyBERT-L-2-v2/        nano: real BERT uncased vocabulary, 2 layers, 1 logit, quantized like the
+                                        published file (about 4 MB of ONNX)
   fp32/ms-marco-TinyBERT-L-2-v2/        the same weights unquantized (batch-invariant: exact parity target)
   marker/ms-marco-TinyBERT-L-2-v2/      a model whose score is high iff the marker word occurs (windowing tests)
   ms-marco-TinyBERT-L-2-v2.zip          the int8 directory zipped the way FlashRank publishes it
+  {int8,fp32}/ms-marco-MiniLM-L-12-v2/  MiniLM-L-12 shape (12 layers, hidden 384, 12 heads, 1536), 1 logit
+  {int8,fp32}/rank-T5-flan/             T5 encoder (small), SentencePiece Unigram + Metaspace, `$A </s> $B </s>`,
+                                        inputs input_ids + attention_mask only; int8/ also holds the unquantized
+                                        flashrank-rankt5.onnx beside the flashrank-rankt5_Q.onnx FlashRank opens
+  {int8,fp32}/ms-marco-MultiBERT-L-12/  multilingual WordPiece (lowercase, accents stripped, Han split), 2 logits
+  {int8,fp32}/miniReranker_arabic_v1/   the multilingual tokenizer with a 3-logit head
+  summary.json                          sizes, hashes and calibration of each
+--shapes full writes int8/<name>/ and <name>.zip for the five FlashRank models at their real dimensions
+(TinyBERT-L-2; MiniLM-L-12 as ms-marco-MiniLM-L-12-v2 and ce-esci-MiniLM-L12-v2; rank-T5-flan as T5-base's
+encoder, d_model 768, 12 layers, d_ff 2048, vocabulary 32128; MultiBERT-L-12 as BERT-base multilingual,
+vocabulary 105879) for memory, latency and cold-start benchmarks; the tokenizers stay the small fixture ones.
 Deterministic: the same generator and package versions give byte-identical files.
 """
 
@@ -26,12 +41,21 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from tokenizers import Tokenizer
 
+from tools.fixture_model import t5_graph
 from tools.fixture_model.bert_graph import IR_VERSION, OPSET, BertShape, build_model, random_weights
-from tools.fixture_model.corpus import CorpusGenerator
+from tools.fixture_model.corpus import CorpusGenerator, MultilingualCorpusGenerator
+from tools.fixture_model.families import (
+    FULL_FAMILIES,
+    TEST_FAMILIES,
+    Family,
+    load_tokenizer,
+    model_config,
+    write_tokenizer_files,
+)
+from tools.fixture_model.t5_graph import T5Shape
 
 MODEL_NAME = "ms-marco-TinyBERT-L-2-v2"
 ONNX_FILE = "flashrank-TinyBERT-L-2-v2.onnx"
-TOKENIZER_DIR = Path(__file__).parent / "tokenizer"
 SEED = 20261123
 TARGET_LOGIT_STD = 1.5
 CALIBRATION_PAIRS = 400
@@ -40,63 +64,29 @@ MARKER_WORD = "zeppelin"
 ZIP_TIMESTAMP = (2024, 1, 1, 0, 0, 0)
 
 
-def model_config(shape: BertShape) -> dict[str, object]:
-    return {
-        "_name_or_path": "lambda-reranker/fixture-ms-marco-TinyBERT-L-2-v2",
-        "architectures": ["BertForSequenceClassification"],
-        "attention_probs_dropout_prob": 0.1,
-        "hidden_act": "gelu",
-        "hidden_dropout_prob": 0.1,
-        "hidden_size": shape.hidden,
-        "id2label": {"0": "LABEL_0"},
-        "label2id": {"LABEL_0": 0},
-        "initializer_range": 0.02,
-        "intermediate_size": shape.intermediate,
-        "layer_norm_eps": shape.layer_norm_eps,
-        "max_position_embeddings": shape.max_positions,
-        "model_type": "bert",
-        "num_attention_heads": shape.heads,
-        "num_hidden_layers": shape.layers,
-        "pad_token_id": 0,
-        "position_embedding_type": "absolute",
-        "type_vocab_size": shape.type_vocab,
-        "vocab_size": shape.vocab_size,
-    }
+NANO = Family(MODEL_NAME, ONNX_FILE, "bert-uncased", BertShape(), SEED)
 
 
-def write_tokenizer_files(directory: Path) -> None:
-    """The real bert-base-uncased tokenizer; its own 128-token padding/truncation defaults are dropped.
-
-    FlashRank and our engine both set truncation and padding explicitly, as FlashRank's published
-    tokenizer.json files leave them unset.
-    """
-    tokenizer = json.loads((TOKENIZER_DIR / "tokenizer.json").read_text(encoding="utf-8"))
-    tokenizer["truncation"] = None
-    tokenizer["padding"] = None
-    (directory / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False), encoding="utf-8")
-    tokenizer_config = json.loads((TOKENIZER_DIR / "tokenizer_config.json").read_text(encoding="utf-8"))
-    tokenizer_config["name_or_path"] = "lambda-reranker/fixture-ms-marco-TinyBERT-L-2-v2"
-    (directory / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2), encoding="utf-8")
-    shutil.copyfile(TOKENIZER_DIR / "special_tokens_map.json", directory / "special_tokens_map.json")
+def write_model_dir(
+    directory: Path, model: onnx.ModelProto, family: Family, *, onnx_file: str | None = None
+) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(model_config(family), indent=2), encoding="utf-8")
+    write_tokenizer_files(directory, family)
+    onnx.save_model(model, directory / (onnx_file or family.onnx_file))
 
 
-def write_model_dir(directory: Path, model: onnx.ModelProto, shape: BertShape) -> None:
-    directory.mkdir(parents=True)
-    (directory / "config.json").write_text(json.dumps(model_config(shape), indent=2), encoding="utf-8")
-    write_tokenizer_files(directory)
-    onnx.save_model(model, directory / ONNX_FILE)
-
-
-def calibration_tokenizer() -> Tokenizer:
-    tokenizer = Tokenizer.from_file(str(TOKENIZER_DIR / "tokenizer.json"))
+def calibration_tokenizer(family: Family = NANO) -> Tokenizer:
+    tokenizer = load_tokenizer(family.tokenizer)
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length=512)
     return tokenizer
 
 
-def pooled_outputs(model: onnx.ModelProto, pairs: list[tuple[str, str]]) -> np.ndarray:
+def pooled_outputs(model: onnx.ModelProto, pairs: list[tuple[str, str]], family: Family = NANO) -> np.ndarray:
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    tokenizer = calibration_tokenizer()
+    declared = {node.name for node in session.get_inputs()}
+    tokenizer = calibration_tokenizer(family)
     pooled = []
     for encoding in tokenizer.encode_batch(pairs):
         feed = {
@@ -104,39 +94,72 @@ def pooled_outputs(model: onnx.ModelProto, pairs: list[tuple[str, str]]) -> np.n
             "attention_mask": np.array([encoding.attention_mask], np.int64),
             "token_type_ids": np.array([encoding.type_ids], np.int64),
         }
-        pooled.append(session.run(["pooled"], feed)[0][0])
+        pooled.append(session.run(["pooled"], {k: v for k, v in feed.items() if k in declared})[0][0])
     return np.asarray(pooled, dtype=np.float64)
 
 
-def calibration_pairs() -> tuple[list[tuple[str, str]], np.ndarray]:
+def calibration_pairs(family: Family = NANO) -> tuple[list[tuple[str, str]], np.ndarray]:
     """Realistic pairs, and for each the number of query words its passage shares."""
-    corpus = CorpusGenerator(seed=SEED)
+    corpus = MultilingualCorpusGenerator(seed=SEED) if family.multilingual else CorpusGenerator(seed=SEED)
     pairs, overlaps = [], []
-    while len(pairs) < CALIBRATION_PAIRS:
+    while len(pairs) < family.calibration_pairs:
         request = corpus.request(8)
         query_words = set(request.query.split())
         for passage in request.passages:
             pairs.append((request.query, passage))
             overlaps.append(len(query_words & set(passage.split())))
-    return pairs[:CALIBRATION_PAIRS], np.asarray(overlaps[:CALIBRATION_PAIRS], dtype=np.float64)
+    count = family.calibration_pairs
+    return pairs[:count], np.asarray(overlaps[:count], dtype=np.float64)
 
 
-def calibrate_head(shape: BertShape, weights: dict[str, np.ndarray]) -> dict[str, float]:
+def build_graph(
+    family: Family, weights: dict[str, np.ndarray], *, expose_pooled: bool = False
+) -> onnx.ModelProto:
+    if isinstance(family.shape, T5Shape):
+        return t5_graph.build_model(family.shape, weights, expose_pooled=expose_pooled)
+    return build_model(family.shape, weights, expose_pooled=expose_pooled)
+
+
+def family_weights(family: Family) -> dict[str, np.ndarray]:
+    if isinstance(family.shape, T5Shape):
+        return t5_graph.random_weights(family.shape, family.seed)
+    return random_weights(family.shape, family.seed)
+
+
+def calibrate_head(family: Family, weights: dict[str, np.ndarray]) -> dict[str, float]:
     """Point the classifier along the pooled outputs' main direction: logits of mean 0, std 1.5.
 
-    The sign is chosen so that passages sharing more words with the query tend to score higher.
+    The sign is chosen so that passages sharing more words with the query tend to score higher. With two
+    or more columns, column 1 minus column 0 is that logit (what softmax column 1 reads); a third column
+    follows the second direction, so it changes the scores too.
     """
-    pairs, overlaps = calibration_pairs()
-    pooled = pooled_outputs(build_model(shape, weights, expose_pooled=True), pairs)
+    pairs, overlaps = calibration_pairs(family)
+    pooled = pooled_outputs(build_graph(family, weights, expose_pooled=True), pairs, family)
     centered = pooled - pooled.mean(axis=0)
-    direction = np.linalg.svd(centered, full_matrices=False)[2][0]
+    directions = np.linalg.svd(centered, full_matrices=False)[2]
+    direction = directions[0]
     projection = pooled @ direction
     if np.corrcoef(projection, overlaps)[0, 1] < 0:
         direction, projection = -direction, -projection
     scale = TARGET_LOGIT_STD / projection.std()
-    weights["classifier.weight"] = (direction * scale).astype(np.float32).reshape(shape.hidden, 1)
-    weights["classifier.bias"] = np.array([-projection.mean() * scale], np.float32)
-    logits = (pooled @ direction) * scale - projection.mean() * scale
+    hidden, labels = family.shape.hidden, family.shape.labels
+    if labels == 1:
+        weights["classifier.weight"] = (direction * scale).astype(np.float32).reshape(hidden, 1)
+        weights["classifier.bias"] = np.array([-projection.mean() * scale], np.float32)
+        logits = (pooled @ direction) * scale - projection.mean() * scale
+    else:
+        weight = np.zeros((hidden, labels))
+        bias = np.zeros(labels)
+        weight[:, 0], weight[:, 1] = -direction * scale / 2, direction * scale / 2
+        bias[0], bias[1] = projection.mean() * scale / 2, -projection.mean() * scale / 2
+        second = directions[1]
+        for column in range(2, labels):
+            second_scale = TARGET_LOGIT_STD / (pooled @ second).std() / 2
+            weight[:, column] = second * second_scale
+            bias[column] = -(pooled @ second).mean() * second_scale
+        weights["classifier.weight"] = weight.astype(np.float32)
+        weights["classifier.bias"] = bias.astype(np.float32)
+        logits = pooled @ weight[:, 1] + bias[1] - (pooled @ weight[:, 0] + bias[0])
     return {
         "logit_mean": float(logits.mean()),
         "logit_std": float(logits.std()),
@@ -206,17 +229,17 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def generate(out: Path) -> dict[str, object]:
-    shape = BertShape()
-    weights = random_weights(shape, SEED)
-    calibration = calibrate_head(shape, weights)
-    fp32 = build_model(shape, weights)
-    write_model_dir(out / "fp32" / MODEL_NAME, fp32, shape)
-    write_model_dir(out / "int8" / MODEL_NAME, quantize(fp32), shape)
+def generate_nano(out: Path) -> dict[str, object]:
+    """The nano fixture, its marker twin and the FlashRank-style archive of it."""
+    weights = random_weights(NANO.shape, SEED)  # type: ignore[arg-type]
+    calibration = calibrate_head(NANO, weights)
+    fp32 = build_graph(NANO, weights)
+    write_model_dir(out / "fp32" / MODEL_NAME, fp32, NANO)
+    write_model_dir(out / "int8" / MODEL_NAME, quantize(fp32), NANO)
     marker_id = calibration_tokenizer().token_to_id(MARKER_WORD)
     if marker_id is None:
         raise SystemExit(f"marker word {MARKER_WORD!r} is not a single vocabulary token")
-    write_model_dir(out / "marker" / MODEL_NAME, marker_model(marker_id), shape)
+    write_model_dir(out / "marker" / MODEL_NAME, marker_model(marker_id), NANO)
     archive = out / f"{MODEL_NAME}.zip"
     write_zip(out / "int8" / MODEL_NAME, archive)
     summary = {
@@ -228,8 +251,50 @@ def generate(out: Path) -> dict[str, object]:
         "zip_sha256": sha256_of(archive),
         "marker_word": MARKER_WORD,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     (out / f"{MODEL_NAME}.zip.sha256").write_text(f"{summary['zip_sha256']}\n", encoding="utf-8")
+    return summary
+
+
+def generate_family(out: Path, family: Family, *, with_fp32: bool, archive: bool) -> dict[str, object]:
+    """int8 (and fp32) directories of one family; its int8 folder zipped as FlashRank publishes it."""
+    weights = family_weights(family)
+    calibration = calibrate_head(family, weights)
+    fp32 = build_graph(family, weights)
+    int8_dir = out / "int8" / family.name
+    write_model_dir(int8_dir, quantize(fp32), family)
+    if family.unquantized_file is not None:
+        onnx.save_model(fp32, int8_dir / family.unquantized_file)
+    summary: dict[str, object] = {
+        "calibration": calibration,
+        "int8_onnx_bytes": (int8_dir / family.onnx_file).stat().st_size,
+        "int8_onnx_sha256": sha256_of(int8_dir / family.onnx_file),
+    }
+    if with_fp32:
+        # FlashRank opens family.onnx_file whatever the folder holds: the unquantized twin gets that name.
+        write_model_dir(out / "fp32" / family.name, fp32, family)
+        summary["fp32_onnx_bytes"] = (out / "fp32" / family.name / family.onnx_file).stat().st_size
+    if archive:
+        zipped = out / f"{family.name}.zip"
+        write_zip(int8_dir, zipped)
+        summary["zip_bytes"] = zipped.stat().st_size
+        summary["zip_sha256"] = sha256_of(zipped)
+    return summary
+
+
+def generate(out: Path, shapes: str = "test") -> dict[str, object]:
+    if shapes == "full":
+        families = {
+            family.name: generate_family(out, family, with_fp32=False, archive=True)
+            for family in FULL_FAMILIES()
+        }
+        summary: dict[str, object] = {"shapes": "full", "families": families}
+    else:
+        summary = generate_nano(out)
+        summary["families"] = {
+            family.name: generate_family(out, family, with_fp32=True, archive=False)
+            for family in TEST_FAMILIES()
+        }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
 
 
@@ -238,11 +303,17 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=Path(".fixtures"))
+    parser.add_argument(
+        "--shapes",
+        choices=("test", "full"),
+        default="test",
+        help="test: the small fixtures CI uses; full: the five FlashRank models at their real dimensions",
+    )
     args = parser.parse_args(argv)
     if args.out.exists():
         shutil.rmtree(args.out)
     args.out.mkdir(parents=True)
-    summary = generate(args.out)
+    summary = generate(args.out, args.shapes)
     json.dump(summary, sys.stdout, indent=2)
     print()
     return 0

@@ -78,3 +78,51 @@ class CorpusGenerator:
 
     def requests(self, count: int, min_passages: int = 1, max_passages: int = 100) -> list[SyntheticRequest]:
         return [self.request(self._random.randint(min_passages, max_passages)) for _ in range(count)]
+
+
+# Everyday words of languages a multilingual model meets: accents, Cyrillic, Greek, Arabic, Hangul, and CJK
+# runs written without spaces (the BERT normalizer splits Han characters one per token).
+MULTILINGUAL_WORDS = {
+    "fr": "été café naïve élève forêt hôpital français très déjà où cœur façade théâtre réseau données"
+    " recherche modèle requête réponse système début première année",
+    "es": "niño año mañana corazón canción información búsqueda página según también está están"
+    " pequeño señal después rápido música",
+    "de": "straße über größe müssen schön fräulein äpfel mädchen grün häuser brücke lösung übersetzung"
+    " prüfung",
+    "ru": "привет мир поиск запрос ответ документ модель данные быстро время город вода книга язык"
+    " работа система вопрос",
+    "el": "καλημέρα κόσμος αναζήτηση έγγραφο απάντηση γλώσσα νερό",
+    "ar": "مرحبا العالم بحث سؤال جواب وثيقة نموذج بيانات سريع مدينة ماء كتاب لغة عمل نظام",
+    "ko": "안녕하세요 검색 질문 답변 문서 모델 데이터 도시 물 책 언어",
+    "zh": "东京天气晴朗 搜索引擎 问题答案 文档模型 数据速度 城市水书 语言工作系统 人工智能 北京大学",
+    "ja": "東京の天気は晴れです 検索エンジン 質問と回答 文書モデル データの速さ 日本語の本 ひらがな カタカナ",
+}
+
+
+def multilingual_words() -> list[str]:
+    return [word for words in MULTILINGUAL_WORDS.values() for word in words.split()]
+
+
+class MultilingualCorpusGenerator(CorpusGenerator):
+    """Requests in mixed languages: about half the words English, the rest drawn from MULTILINGUAL_WORDS.
+
+    Some queries are wholly in one other language; about 10 % of passages still run past 512 tokens.
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__(seed)
+        self._english = self._words
+        self._foreign = multilingual_words()
+        self._languages = [words.split() for words in MULTILINGUAL_WORDS.values()]
+
+    def _words_of(self, count: int) -> list[str]:
+        return [
+            self._random.choice(self._foreign if self._random.random() < 0.5 else self._english)
+            for _ in range(count)
+        ]
+
+    def query(self) -> str:
+        if self._random.random() < 0.3:
+            language = self._random.choice(self._languages)
+            return " ".join(self._random.choice(language) for _ in range(self._random.randint(2, 6)))
+        return super().query()
