@@ -19,12 +19,12 @@ def bm25_candidates(corpus: dict[str, str], queries: dict[str, str], candidates:
     import bm25s
 
     doc_ids = list(corpus)
+    query_ids = list(queries)
+    if not query_ids or not doc_ids:
+        return {query_id: [] for query_id in query_ids}
     tokenizer = bm25s.tokenization.Tokenizer(stopwords="en")
     retriever = bm25s.BM25()
     retriever.index(tokenizer.tokenize(list(corpus.values()), show_progress=False), show_progress=False)
-    query_ids = list(queries)
-    if not query_ids or not doc_ids:
-        return dict.fromkeys(query_ids, [])
     tokens = tokenizer.tokenize(list(queries.values()), update_vocab=False, show_progress=False)
     found, scores = retriever.retrieve(tokens, k=min(candidates, len(doc_ids)), show_progress=False)
     return {
