@@ -112,8 +112,9 @@ def make_target(args: argparse.Namespace) -> Target:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    console = Console()
-    errors = Console(stderr=True)
+    # soft_wrap: long paths and error messages stay on one line (rich wraps at 80 columns off a terminal).
+    console = Console(soft_wrap=True)
+    errors = Console(stderr=True, soft_wrap=True)
     try:
         dataset = load_dataset(args.data_dir)
         target = make_target(args)
@@ -126,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.data_dir}: {len(dataset.corpus)} documents, {queries} judged queries; first stage: {source}",
         highlight=False,
     )
+    if dataset.skipped_queries:
+        errors.print(
+            f"[yellow]{len(dataset.skipped_queries)} judged queries are not in queries.jsonl: skipped"
+        )
     if dataset.missing_run_docs:
         errors.print(
             f"[yellow]run.trec names {dataset.missing_run_docs} documents not in the corpus: skipped"
