@@ -87,6 +87,13 @@ def test_broken_folders_name_the_file_and_line(
         load_dataset(root)
 
 
+def test_a_file_that_is_not_utf8(tmp_path: Path) -> None:
+    root = write_beir(tmp_path / "data", CORPUS, QUERIES, "query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    (root / "queries.jsonl").write_bytes(b'{"_id": "q1", "text": "caf\xe9"}\n')
+    with pytest.raises(DatasetError, match=r"queries\.jsonl is not UTF-8 text"):
+        load_dataset(root)
+
+
 def test_not_a_directory(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="is not a directory"):
         load_dataset(tmp_path / "nope")

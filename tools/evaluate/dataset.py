@@ -72,21 +72,29 @@ def _records(path: Path, *, required: tuple[str, ...]) -> Iterator[tuple[str, di
             f"{path} is missing (a BEIR folder has corpus.jsonl, queries.jsonl, qrels/test.tsv)"
         )
     seen: set[str] = set()
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as exc:
-                raise DatasetError(f"{path}:{number}: not JSON ({exc.msg})") from exc
-            if not isinstance(record, dict) or any(key not in record for key in required):
-                raise DatasetError(f"{path}:{number}: needs an object with {', '.join(required)}")
-            record_id = str(record["_id"])
-            if record_id in seen:
-                raise DatasetError(f"{path}:{number}: duplicate _id {record_id!r}")
-            seen.add(record_id)
-            yield record_id, record
+    for number, line in enumerate(_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path}:{number}: not JSON ({exc.msg})") from exc
+        if not isinstance(record, dict) or any(key not in record for key in required):
+            raise DatasetError(f"{path}:{number}: needs an object with {', '.join(required)}")
+        record_id = str(record["_id"])
+        if record_id in seen:
+            raise DatasetError(f"{path}:{number}: duplicate _id {record_id!r}")
+        seen.add(record_id)
+        yield record_id, record
+
+
+def _lines(path: Path) -> Iterator[str]:
+    """The file's lines, streamed (BEIR corpora run to gigabytes); DatasetError if it is not UTF-8."""
+    with path.open(encoding="utf-8", newline="") as stream:
+        try:
+            yield from stream
+        except UnicodeDecodeError as exc:
+            raise DatasetError(f"{path} is not UTF-8 text") from exc
 
 
 def read_qrels(path: Path) -> dict[str, dict[str, int]]:
@@ -94,21 +102,20 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
     if not path.is_file():
         raise DatasetError(f"{path} is missing")
     qrels: dict[str, dict[str, int]] = {}
-    with path.open(encoding="utf-8", newline="") as lines:
-        rows = csv.reader(lines, delimiter="\t")
-        header = next(rows, None)
-        if header is None or [name.strip() for name in header[:3]] != ["query-id", "corpus-id", "score"]:
-            raise DatasetError(f"{path}:1: expected the header 'query-id<TAB>corpus-id<TAB>score'")
-        for number, row in enumerate(rows, start=2):
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) < 3:
-                raise DatasetError(f"{path}:{number}: expected 3 tab-separated columns")
-            try:
-                grade = int(row[2])
-            except ValueError as exc:
-                raise DatasetError(f"{path}:{number}: score {row[2]!r} is not an integer") from exc
-            qrels.setdefault(row[0].strip(), {})[row[1].strip()] = grade
+    rows = csv.reader(_lines(path), delimiter="\t")
+    header = next(rows, None)
+    if header is None or [name.strip() for name in header[:3]] != ["query-id", "corpus-id", "score"]:
+        raise DatasetError(f"{path}:1: expected the header 'query-id<TAB>corpus-id<TAB>score'")
+    for number, row in enumerate(rows, start=2):
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) < 3:
+            raise DatasetError(f"{path}:{number}: expected 3 tab-separated columns")
+        try:
+            grade = int(row[2])
+        except ValueError as exc:
+            raise DatasetError(f"{path}:{number}: score {row[2]!r} is not an integer") from exc
+        qrels.setdefault(row[0].strip(), {})[row[1].strip()] = grade
     if not qrels:
         raise DatasetError(f"{path} has no judgments")
     return qrels
@@ -117,26 +124,25 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
 def read_trec_run(path: Path, *, known_docs: dict[str, str]) -> tuple[dict[str, list[str]], int]:
     """A TREC run (``qid Q0 docid rank score tag``) as doc ids best first, and how many were not in the corpus.
 
-    Order is by score, highest first, then by rank: the trec_eval convention for a run's own ordering.
+    Order is by score, highest first, as trec_eval reads a run; equal scores keep the order of the rank column.
     """
     entries: dict[str, list[tuple[float, int, str]]] = {}
     missing = 0
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 6:
-                raise DatasetError(f"{path}:{number}: expected 'qid Q0 docid rank score tag'")
-            query_id, _, doc_id, rank, score, _ = fields
-            try:
-                entry = (float(score), int(rank), doc_id)
-            except ValueError as exc:
-                raise DatasetError(f"{path}:{number}: rank must be an integer and score a number") from exc
-            if doc_id not in known_docs:
-                missing += 1
-                continue
-            entries.setdefault(query_id, []).append(entry)
+    for number, line in enumerate(_lines(path), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 6:
+            raise DatasetError(f"{path}:{number}: expected 'qid Q0 docid rank score tag'")
+        query_id, _, doc_id, rank, score, _ = fields
+        try:
+            entry = (float(score), int(rank), doc_id)
+        except ValueError as exc:
+            raise DatasetError(f"{path}:{number}: rank must be an integer and score a number") from exc
+        if doc_id not in known_docs:
+            missing += 1
+            continue
+        entries.setdefault(query_id, []).append(entry)
     run = {
         query_id: list(dict.fromkeys(doc for _, _, doc in sorted(ranked, key=lambda e: (-e[0], e[1]))))
         for query_id, ranked in entries.items()
