@@ -159,7 +159,12 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(evaluation.summary, indent=2) + "\n", encoding="utf-8")
     if args.plot is not None:
-        write_plot(evaluation, args.plot, title=f"Does reranking pay on {args.data_dir.name}?")
+        write_plot(
+            evaluation,
+            args.plot,
+            title=f"Does reranking pay on {args.data_dir.name}?",
+            min_gain=args.min_gain,
+        )
     return 0
 
 

@@ -58,7 +58,7 @@ def print_report(evaluation: Evaluation, console: Console, *, target: str, min_g
     console.print(f"verdict: {verdict} ({VERDICT_METRIC} gain {gain:+.4f}, threshold {min_gain:+.4f})")
 
 
-def write_plot(evaluation: Evaluation, path: Path, *, title: str) -> None:
+def write_plot(evaluation: Evaluation, path: Path, *, title: str, min_gain: float) -> None:
     """Left: nDCG@k and Recall@k, first stage against reranked; right: the request latency distribution."""
     import matplotlib
 
@@ -116,8 +116,10 @@ def write_plot(evaluation: Evaluation, path: Path, *, title: str) -> None:
         f"{summary['fallbacks']} deadline fallbacks",
         fontsize=10,
     )
-    verdict = "worth it" if summary["worth_it"] else "not worth it"
-    figure.suptitle(f"{title}: {verdict}", fontsize=12)
+    verdict = "Yes" if summary["worth_it"] else "No"
+    figure.suptitle(
+        f"{title} {verdict}: {VERDICT_METRIC} {gain:+.3f} against a threshold of {min_gain:+.3f}", fontsize=12
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)
