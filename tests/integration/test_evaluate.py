@@ -347,6 +347,7 @@ def test_function_invoke_with_some_requests_failing(
     assert missing["failures"] == QUERIES and missing["reranked"] == missing["baseline"]
     errors = capsys.readouterr().err
     assert "PayloadTooLarge" in errors and "ResourceNotFoundException" in errors
+    assert "hint: the service refused the request size: lower --candidates" in errors
 
 
 # --- SigV4 -------------------------------------------------------------------------------------------------

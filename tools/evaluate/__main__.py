@@ -154,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     for message, count in evaluation.errors.most_common(5):
         errors.print(f"[yellow]{count} failed requests:[/yellow] {message}", highlight=False)
+    if any("PayloadTooLarge" in message or "HTTP 413" in message for message in evaluation.errors):
+        errors.print(
+            "hint: the service refused the request size: lower --candidates (see MAX_PASSAGES, MAX_*_CHARS)"
+        )
     print_report(evaluation, console, target=target.description, min_gain=args.min_gain)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
