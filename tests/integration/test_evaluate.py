@@ -32,6 +32,9 @@ from tools.evaluate.__main__ import main
 from tools.evaluate.dataset import load_dataset
 from tools.evaluate.first_stage import first_stage
 
+# One worker runs the module: the served process and the demo data are made once.
+pytestmark = pytest.mark.xdist_group("evaluate")
+
 KEYS = ["ndcg@1", "ndcg@3", "ndcg@5", "ndcg@10", "mrr@10", "recall@5", "recall@10"]
 QUERIES = 18  # two cycles of the demo's nine planned cases
 
