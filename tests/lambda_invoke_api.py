@@ -1,0 +1,64 @@
+"""A local stand-in for the Lambda Invoke REST API, so boto3's real lambda client can invoke lambda_handler.
+
+``POST /2015-03-31/functions/{name}/invocations`` runs the handler of that name with a fresh context; a raised
+error becomes what Lambda sends for an unhandled one (200, ``X-Amz-Function-Error: Unhandled``, ``errorType`` =
+the class name); an unknown name gets Lambda's 404 ``ResourceNotFoundException``. Point boto3 at it with
+``AWS_ENDPOINT_URL_LAMBDA`` (or ``endpoint_url=``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+from urllib.parse import unquote
+
+from tools.invoke import LocalContext
+
+type Handler = Callable[[Any, Any], Any]
+_INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
+
+
+def invoke_api(functions: Mapping[str, Handler], *, timeout_ms: int = 30_000) -> type[BaseHTTPRequestHandler]:
+    """A request handler class serving ``functions`` (name or ARN -> handler) for tests.loopback.serving."""
+
+    class InvokeApi(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # botocore keeps connections alive
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            return
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            payload = self.rfile.read(length) if length else b""
+            match = _INVOKE_PATH.match(self.path.split("?", 1)[0])
+            name = unquote(match["name"]) if match else ""
+            handler = functions.get(name)
+            if handler is None:
+                message = {"Type": "User", "message": f"Function not found: {name}"}
+                self._send(404, message, {"x-amzn-ErrorType": "ResourceNotFoundException"})
+                return
+            headers = {"X-Amz-Executed-Version": "$LATEST"}
+            try:
+                event = json.loads(payload or b"{}")
+                answer = handler(event, LocalContext(timeout_ms=timeout_ms, function_name=name))
+            except Exception as exc:  # what Lambda reports for an error the function raised
+                error_type = getattr(exc, "error_type", type(exc).__name__)
+                message = getattr(exc, "public_message", str(exc))
+                headers["X-Amz-Function-Error"] = "Unhandled"
+                answer = {"errorType": error_type, "errorMessage": message}
+            self._send(200, answer, headers)
+
+        def _send(self, status: int, body: Any, headers: Mapping[str, str]) -> None:
+            data = json.dumps(body).encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return InvokeApi
