@@ -12,8 +12,10 @@ alike. Each process measures:
 - warm p50 at 10 and 50 passages (MS MARCO-like requests, all warm samples of all processes pooled);
 - peak RSS (VmHWM of the process after all of that; max over processes).
 
-Prints README-ready rows: archive size (from layer/build_layer.py's pins), unpacked size (the folder),
-and the measured pairs "ours / FlashRank".
+Prints README-ready rows in the Models table's columns: archive size (layer/build_layer.py's pins),
+unpacked size (the folder), where it can live (a layer if it fits beside the function package's budget),
+the /tmp it needs from S3 (archive + unpacked + 10 %, in Lambda's ephemeral storage steps), the memory it
+wants (our peak RSS + 64 MB, rounded up to 64 MB; 1769 MB buys the full vCPU), and the measured pairs.
 """
 
 from __future__ import annotations
@@ -72,13 +74,17 @@ print(json.dumps({{"cold": cold, "warm": warm, "peak_kib": peak}}))
 """
 
 
-def load_pins() -> dict[str, Any]:
+EPHEMERAL_STEPS_MB = (512, 1024, 2048, 4096, 8192, 10240)
+TMP_HEADROOM = 1.1  # the cache's manifest and whatever else the function keeps in /tmp
+
+
+def load_build_layer() -> Any:
     spec = importlib.util.spec_from_file_location("build_layer", REPO / "layer" / "build_layer.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["build_layer"] = module
     spec.loader.exec_module(module)
-    return dict(module.PINNED_ARCHIVES)
+    return module
 
 
 def pin_to_one_core() -> None:
@@ -132,26 +138,38 @@ def measure(model_dir: Path, trials: int, cold_runs: int) -> dict[str, dict[str,
     return summary
 
 
-def unpacked_mb(model_dir: Path) -> float:
-    return sum(path.stat().st_size for path in model_dir.iterdir() if path.is_file()) / 1e6
+def unpacked_bytes(model_dir: Path) -> int:
+    return sum(path.stat().st_size for path in model_dir.iterdir() if path.is_file())
 
 
 def memory_wanted_mb(peak_rss_mib: float) -> int:
     return int(math.ceil((peak_rss_mib * 1.048576 + HEADROOM_MB) / MEMORY_STEP_MB) * MEMORY_STEP_MB)
 
 
-def row(model_dir: Path, summary: dict[str, dict[str, float]], pins: dict[str, Any]) -> str:
-    pin = pins.get(model_dir.name)
-    archive = f"{pin.size / 1e6:.1f}" if pin is not None else "-"
+def placement(model_dir: Path, build_layer: Any) -> tuple[str, str, str, str]:
+    """archive MB, unpacked MB, where it can live, /tmp it needs from S3 (as README's Models table says)."""
+    pin = build_layer.PINNED_ARCHIVES.get(model_dir.name)
+    unpacked = unpacked_bytes(model_dir)
+    archive = pin.size if pin is not None else unpacked  # an archive is never much smaller than int8 weights
+    share = build_layer.LAMBDA_UNZIPPED_LIMIT_BYTES - build_layer.FUNCTION_PACKAGE_BUDGET_BYTES
+    where = "layer or S3" if unpacked + 65 <= share else "S3"
+    needed_mb = (archive + unpacked) * TMP_HEADROOM / 1e6
+    tmp = next((str(step) for step in EPHEMERAL_STEPS_MB if step >= needed_mb), "too big")
+    archive_text = f"{pin.size / 1e6:.1f}" if pin is not None else "-"
+    return archive_text, f"{unpacked / 1e6:.1f}", where, tmp
+
+
+def row(model_dir: Path, summary: dict[str, dict[str, float]], build_layer: Any) -> str:
     ours, theirs = summary["ours"], summary["flashrank"]
 
     def pair(key: str, digits: int = 0) -> str:
         return f"{ours[key]:.{digits}f} / {theirs[key]:.{digits}f}"
 
+    archive, unpacked, where, tmp = placement(model_dir, build_layer)
     return (
-        f"| `{model_dir.name}` | {archive} | {unpacked_mb(model_dir):.1f} "
-        f"| {memory_wanted_mb(ours['peak_rss_mib'])} | {pair('peak_rss_mib')} | {pair('p50_10_ms', 1)} "
-        f"| {pair('p50_50_ms', 1)} | {pair('cold_ms')} |"
+        f"| `{model_dir.name}` | {archive} | {unpacked} | {where} | {tmp} "
+        f"| 1769 for CPU; fits in {memory_wanted_mb(ours['peak_rss_mib'])} | {pair('peak_rss_mib')} "
+        f"| {pair('p50_10_ms', 1)} | {pair('p50_50_ms', 1)} | {pair('cold_ms')} |"
     )
 
 
@@ -167,22 +185,23 @@ def main(argv: list[str] | None = None) -> int:
     for model_dir in args.model_dirs:
         if not (model_dir / "tokenizer.json").is_file():
             parser.error(f"{model_dir} is not a model folder in FlashRank's layout")
-    pins = load_pins()
+    build_layer = load_build_layer()
     results = {}
     rows = []
     for model_dir in args.model_dirs:
         summary = measure(model_dir, args.trials, args.cold_runs)
         results[model_dir.name] = summary
-        rows.append(row(model_dir, summary, pins))
+        rows.append(row(model_dir, summary, build_layer))
     print(
         "One vCPU (process pinned to one core), ours / FlashRank; memory wanted = our peak RSS + "
         f"{HEADROOM_MB} MB, rounded up to {MEMORY_STEP_MB} MB"
     )
     print(
-        "| model | archive (MB) | unpacked (MB) | memory wanted (MB) | peak RSS (MiB) | p50 @10 (ms) "
-        "| p50 @50 (ms) | cold start (ms) |"
+        "| model | archive (MB) | unpacked (MB) | where it can live | `/tmp` from S3 | memory it wants (MB) "
+        "| peak RSS ours / FlashRank (MiB) | p50 @10 ours / FlashRank (ms) | p50 @50 ours / FlashRank (ms) "
+        "| cold start ours / FlashRank (ms) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
