@@ -1,10 +1,15 @@
 """Cold start of the Lambda handler, ours against one built on FlashRank, with tracing off and on.
 
     .venv/bin/python -m bench.handler_cold_start [--runs 9]
+    .venv/bin/python -m bench.handler_cold_start --packages DIR [DIR ...]   built packages (./dev artifact)
 
 Each run is a fresh interpreter: spawn -> import the handler module (model loaded from the layer path)
 -> first 10-passage answer through lambda_handler, logging and metrics on. Runs are interleaved so machine
 noise hits every variant alike; medians are reported with the ratio ours / FlashRank.
+
+With --packages, each directory is a built function package (handler/Makefile's output, e.g. before and
+after a packaging change): the child runs with `-I -S`, so it sees that directory and the standard library
+only, like /var/task on Lambda; tracing off.
 """
 
 from __future__ import annotations
@@ -22,12 +27,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "handler"), str(REPO)]
 
-from tools.fixture_model.corpus import CorpusGenerator  # noqa: E402
+from tools.fixture_model.corpus import CorpusGenerator, SyntheticRequest  # noqa: E402
 
 MODEL_NAME = "ms-marco-TinyBERT-L-2-v2"
 CHILD = """
 import importlib, json, os, sys, time
-sys.path[:0] = [{handler!r}, {repo!r}]
+sys.path[:0] = {paths!r}
 module = importlib.import_module(sys.argv[1])
 imported = time.time()
 class Context:
@@ -73,12 +78,16 @@ def environment(tracing: bool, flashrank: bool, fixtures: Path, bytecode: str | 
     return env
 
 
-def run_once(module: str, env: dict[str, str], event: Path, scratch: Path) -> dict[str, float]:
+def run_once(
+    module: str, env: dict[str, str], event: Path, scratch: Path, package: Path | None = None
+) -> dict[str, float]:
     result = scratch / "result.json"
-    child = CHILD.format(handler=str(REPO / "handler"), repo=str(REPO))
+    paths = [str(package)] if package else [str(REPO / "handler"), str(REPO)]
+    child = CHILD.format(paths=paths)
     env = {**env, "BENCH_SPAWNED_AT": repr(time.time())}
+    isolation = ["-I", "-S"] if package else []
     subprocess.run(
-        [sys.executable, "-c", child, module, str(event), str(result)],
+        [sys.executable, *isolation, "-c", child, module, str(event), str(result)],
         env=env,
         check=True,
         stdout=subprocess.DEVNULL,
@@ -87,6 +96,33 @@ def run_once(module: str, env: dict[str, str], event: Path, scratch: Path) -> di
     )
     measured: dict[str, float] = json.loads(result.read_text())
     return measured
+
+
+def compare_packages(packages: list[Path], runs: int, fixtures: Path, request: SyntheticRequest) -> int:
+    results: dict[Path, list[dict[str, float]]] = {package: [] for package in packages}
+    env = environment(tracing=False, flashrank=False, fixtures=fixtures, bytecode=None)
+    with tempfile.TemporaryDirectory() as scratch_name:
+        scratch = Path(scratch_name)
+        event = scratch / "event.json"
+        event.write_text(json.dumps({"query": request.query, "passages": list(request.passages)}))
+        for run in range(runs + 1):  # run 0 warms the page cache and is dropped
+            turn = run % len(packages)
+            for package in packages[turn:] + packages[:turn]:
+                measured = run_once("reranker.app", env, event, scratch, package.resolve())
+                if run:
+                    results[package].append(measured)
+    print(
+        f"Handler cold start from built packages, fresh `python -I -S`, median of {runs} interleaved runs, ms"
+    )
+    print("| package | files | MB | import | import + first answer |")
+    print("|---|---:|---:|---:|---:|")
+    for package, timings in results.items():
+        files = [path for path in package.rglob("*") if path.is_file()]
+        size = sum(path.stat().st_size for path in files) / 1e6
+        imported = statistics.median(run["import"] for run in timings) * 1000
+        total = statistics.median(run["total"] for run in timings) * 1000
+        print(f"| {package} | {len(files)} | {size:.1f} | {imported:.0f} | {total:.0f} |")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,8 +136,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="compile every module from source, as without shipped .pyc files",
     )
+    parser.add_argument(
+        "--packages", type=Path, nargs="+", help="built function packages to compare (ours only)"
+    )
     args = parser.parse_args(argv)
     request = CorpusGenerator(seed=1).request(10)
+    if args.packages:
+        return compare_packages(args.packages, args.runs, args.fixtures, request)
     variants = [
         (name, module, tracing)
         for tracing in (False, True)

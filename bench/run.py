@@ -1,12 +1,20 @@
-"""Benchmark the engine against FlashRank and the zero-padding lower bound, side by side in one run.
+"""Benchmark the engine against FlashRank and the zero-padding lower bound, on one vCPU and on two.
 
     ./dev bench                       the full run (a few minutes on 2 cores)
     ./dev bench --quick               fewer trials, for a smoke check
     ./dev bench --plot bench/out/latency.png --json bench/out/results.json
 
+One vCPU (the template's default, 1769 MB) is the headline: the measuring process is pinned to one core
+(os.sched_setaffinity, before onnxruntime starts any thread), ours runs one pair at a time
+(ENGINE_PARALLEL_RUNS=1) and the bound uses one intra-op thread. Two vCPUs (3538 MB): two cores, two runs
+in flight, the bound with two intra-op threads. Each setting runs in its own fresh process; FlashRank keeps
+onnxruntime's defaults (which follow the process's CPU affinity). The engine is measured directly, so no
+score cache is involved.
+
 Warm latency: for each request size the three contenders run the same request in rotating order, so
 machine noise hits them alike. The lower bound is the pure onnxruntime time of every pair run alone, already
-tokenized, with no padding at all. Cold start and peak RSS are measured in fresh processes.
+tokenized, with no padding at all ("bound+tokenize" adds the tokenization every reranker does). Cold start
+and peak RSS are measured in fresh processes pinned to one core.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from tools.fixture_model.corpus import CorpusGenerator, SyntheticRequest  # noqa
 
 MODEL_NAME = "ms-marco-TinyBERT-L-2-v2"
 SIZES = (10, 20, 50, 100)
+VCPU_SETTINGS = (1, 2)
 # Between contenders: onnxruntime's intra-op threads spin for a while after a run; let them go idle so the
 # next contender does not pay for the previous one's spinning.
 PAUSE_SECONDS = 0.02
@@ -62,7 +71,13 @@ class LowerBound:
 
 
 def warm_latency(
-    model_dir: Path, threads: int, parallel_runs: int, bound_threads: int, trials: int, seed: int
+    model_dir: Path,
+    threads: int,
+    parallel_runs: int,
+    bound_threads: int,
+    trials: int,
+    seed: int,
+    sizes: tuple[int, ...] = SIZES,
 ) -> dict[int, dict[str, list[float]]]:
     encoder = CrossEncoder.load(
         model_dir, EngineOptions(intra_op_threads=threads, parallel_runs=parallel_runs)
@@ -71,7 +86,7 @@ def warm_latency(
     bound = LowerBound(CrossEncoder.load(model_dir, EngineOptions(intra_op_threads=bound_threads)))
     corpus = CorpusGenerator(seed=seed)
     results: dict[int, dict[str, list[float]]] = {}
-    for size in SIZES:
+    for size in sizes:
         timings: dict[str, list[float]] = {
             "ours": [],
             "flashrank": [],
@@ -174,9 +189,16 @@ print(json.dumps({{"loaded": loaded, "after_1": after_one, "after_20": peak_mib(
 
 
 def fresh_process(code: str) -> dict[str, float]:
+    """Run code in a fresh interpreter pinned to one core (one vCPU); its last line is a JSON object."""
     environment = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
     output = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=environment, timeout=300
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=environment,
+        timeout=300,
+        preexec_fn=pin_child(1),  # the parent has started no threads of its own
     )
     result: dict[str, float] = json.loads(output.stdout.strip().splitlines()[-1])
     return result
@@ -212,23 +234,16 @@ def peak_rss(model_dir: Path, threads: int, parallel: int) -> dict[str, dict[str
     }
 
 
-def report(
-    latency: dict[int, dict[str, list[float]]],
-    cold: dict[str, list[dict[str, float]]],
-    rss: dict[str, dict[str, float]],
-    threads: int,
-    parallel_runs: int,
-    bound_threads: int,
-) -> str:
+SETTING_NAMES = {1: "One vCPU (1769 MB)", 2: "Two vCPUs (3538 MB)"}
+
+
+def latency_table(timings_by_size: dict[int, dict[str, list[float]]]) -> list[str]:
     lines = [
-        f"Warm latency, ms (int8 nano fixture, MS MARCO-like mix; ours: {parallel_runs} run(s) in flight x "
-        f"{threads} intra-op thread(s); bound: sequential runs x {bound_threads} intra-op thread(s); "
-        "FlashRank: onnxruntime's defaults)",
         "| passages | ours p50 | ours p95 | FlashRank p50 | FlashRank p95 | bound p50 | bound+tokenize p50 "
         "| ours/bound | ours/(bound+tokenize) | FlashRank/bound | FlashRank/ours |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for size, timings in latency.items():
+    for size, timings in timings_by_size.items():
         p50 = {name: percentile(values, 50) * 1000 for name, values in timings.items()}
         p95 = {name: percentile(values, 95) * 1000 for name, values in timings.items()}
         lines.append(
@@ -237,16 +252,34 @@ def report(
             f"| {p50['ours'] / p50['bound_with_tokenize']:.2f}x "
             f"| {p50['flashrank'] / p50['lower_bound']:.2f}x | {p50['flashrank'] / p50['ours']:.2f}x |"
         )
+    return lines
+
+
+def report(
+    latency: dict[int, dict[int, dict[str, list[float]]]],
+    cold: dict[str, list[dict[str, float]]],
+    rss: dict[str, dict[str, float]],
+) -> str:
+    lines: list[str] = []
+    for vcpus, timings_by_size in latency.items():
+        name = SETTING_NAMES.get(vcpus, f"{vcpus} vCPUs")
+        lines += [
+            f"{name}: warm latency, ms (int8 nano fixture, MS MARCO-like mix; ours: {vcpus} run(s) in flight x "
+            f"1 intra-op thread; bound: sequential runs x {vcpus} intra-op thread(s); FlashRank: onnxruntime's "
+            f"defaults on {vcpus} core(s))",
+            *latency_table(timings_by_size),
+            "",
+        ]
     ours_cold = statistics.median(run["total"] for run in cold["ours"]) * 1000
     flash_cold = statistics.median(run["total"] for run in cold["flashrank"]) * 1000
     lines += [
-        "",
-        f"Cold start, fresh process: import + model load + first 10-passage answer, median of {len(cold['ours'])}",
+        f"Cold start on one core, fresh process: import + model load + first 10-passage answer, median of "
+        f"{len(cold['ours'])}",
         "| | ours | FlashRank | ours/FlashRank |",
         "|---|---:|---:|---:|",
         f"| ms | {ours_cold:.0f} | {flash_cold:.0f} | {ours_cold / flash_cold:.2f}x |",
         "",
-        "Peak RSS, MiB, fresh process, requests of 100 passages",
+        "Peak RSS on one core, MiB, fresh process, requests of 100 passages",
         "| | after load | after 1 | after 20 |",
         "|---|---:|---:|---:|",
     ]
@@ -258,24 +291,60 @@ def report(
     return "\n".join(lines)
 
 
-def plot(latency: dict[int, dict[str, list[float]]], target: Path) -> None:
+def plot(latency: dict[int, dict[int, dict[str, list[float]]]], target: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(7, 4))
-    for name, label in (("flashrank", "FlashRank"), ("ours", "ours"), ("lower_bound", "zero-padding bound")):
-        medians = [percentile(latency[size][name], 50) * 1000 for size in latency]
-        axis.plot(list(latency), medians, marker="o", label=label)
-    axis.set_xlabel("passages per request")
-    axis.set_ylabel("warm p50 latency (ms)")
-    axis.set_title("Rerank latency, int8 nano fixture, 2-core machine")
-    axis.grid(alpha=0.3)
-    axis.legend()
+    figure, axes = plt.subplots(1, len(latency), figsize=(6 * len(latency), 4), squeeze=False)
+    for axis, (vcpus, timings_by_size) in zip(axes[0], latency.items(), strict=True):
+        for name, label in (
+            ("flashrank", "FlashRank"),
+            ("ours", "ours"),
+            ("lower_bound", "zero-padding bound"),
+        ):
+            medians = [percentile(timings_by_size[size][name], 50) * 1000 for size in timings_by_size]
+            axis.plot(list(timings_by_size), medians, marker="o", label=label)
+        axis.set_xlabel("passages per request")
+        axis.set_ylabel("warm p50 latency (ms)")
+        axis.set_title(f"{SETTING_NAMES.get(vcpus, vcpus)}, int8 nano fixture")
+        axis.grid(alpha=0.3)
+        axis.legend()
     target.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     figure.savefig(target, dpi=110)
+
+
+def pin_to_cores(vcpus: int) -> list[int]:
+    """Restrict this process (and every thread it starts from now on) to the first ``vcpus`` usable cores."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < vcpus:
+        raise SystemExit(f"{vcpus} vCPUs asked for, only {len(allowed)} cores usable here")
+    os.sched_setaffinity(0, allowed[:vcpus])
+    return allowed[:vcpus]
+
+
+def measure_setting(vcpus: int, args: argparse.Namespace, trials: int) -> dict[int, dict[str, list[float]]]:
+    """Warm latency for one vCPU setting, in a fresh process pinned to that many cores."""
+    command = [
+        sys.executable, "-m", "bench.run", "--worker-vcpus", str(vcpus), "--trials", str(trials),
+        "--seed", str(args.seed), "--model-dir", str(args.model_dir),
+        "--sizes", ",".join(str(size) for size in args.sizes),
+    ]  # fmt: skip
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    output = subprocess.run(
+        command, capture_output=True, text=True, check=True, env=environment, cwd=REPO, timeout=3600
+    )
+    loaded: dict[str, dict[str, list[float]]] = json.loads(output.stdout.strip().splitlines()[-1])
+    return {int(size): timings for size, timings in loaded.items()}
+
+
+def pin_child(vcpus: int) -> Callable[[], None]:
+    def pin() -> None:
+        pin_to_cores(vcpus)
+
+    return pin
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,30 +352,42 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model-dir", type=Path, default=REPO / ".fixtures" / "int8" / MODEL_NAME)
-    parser.add_argument("--threads", type=int, default=1, help="ORT intra-op threads per run (ours)")
-    parser.add_argument("--parallel-runs", type=int, default=2, help="pairs in flight at once (ours)")
-    parser.add_argument(
-        "--bound-threads", type=int, default=2, help="ORT intra-op threads of the bound's runs"
-    )
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--cold-runs", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="5 trials, 3 cold runs")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--sizes",
+        type=lambda text: tuple(int(part) for part in text.split(",")),
+        default=SIZES,
+        help="passages per request, comma-separated (default 10,20,50,100)",
+    )
+    parser.add_argument(
+        "--vcpus",
+        type=lambda text: tuple(int(part) for part in text.split(",")),
+        default=VCPU_SETTINGS,
+        help="vCPU settings to measure, comma-separated (default 1,2)",
+    )
+    parser.add_argument("--worker-vcpus", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--plot", type=Path)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     trials, cold_runs = (5, 3) if args.quick else (args.trials, args.cold_runs)
-    latency = warm_latency(
-        args.model_dir, args.threads, args.parallel_runs, args.bound_threads, trials, args.seed
-    )
-    cold = cold_starts(args.model_dir, args.threads, args.parallel_runs, cold_runs)
-    rss = peak_rss(args.model_dir, args.threads, args.parallel_runs)
-    print(report(latency, cold, rss, args.threads, args.parallel_runs, args.bound_threads))
+    if args.worker_vcpus is not None:  # the child of measure_setting
+        vcpus = args.worker_vcpus
+        pin_to_cores(vcpus)
+        latency = warm_latency(args.model_dir, 1, vcpus, vcpus, trials, args.seed, args.sizes)
+        print(json.dumps(latency))
+        return 0
+    latency_by_setting = {vcpus: measure_setting(vcpus, args, trials) for vcpus in args.vcpus}
+    cold = cold_starts(args.model_dir, 1, 1, cold_runs)
+    rss = peak_rss(args.model_dir, 1, 1)
+    print(report(latency_by_setting, cold, rss))
     if args.plot:
-        plot(latency, args.plot)
+        plot(latency_by_setting, args.plot)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload: dict[str, Any] = {"latency": latency, "cold": cold, "rss": rss, "threads": args.threads}
+        payload: dict[str, Any] = {"latency": latency_by_setting, "cold": cold, "rss": rss}
         args.json.write_text(json.dumps(payload, indent=2))
     return 0
 

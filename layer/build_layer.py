@@ -1,5 +1,6 @@
 """Build the model layer tree: a pinned, verified FlashRank archive unpacked to <out>/models/<name>/.
 
+Refuses, before extracting, a model that would not fit beside the function in Lambda's unzipped limit.
 Standard library only and self-contained: `sam build` runs the Makefile with whatever python3 is first on
 PATH, in a scratch copy of layer/, and its --cached mode hashes only layer/ (see layer/README.md).
 """
@@ -29,6 +30,11 @@ MAX_FILES = 64
 MAX_UNPACKED_BYTES = 1024 * 1024 * 1024
 DOWNLOAD_TIMEOUT_SECONDS = 60
 CHUNK_BYTES = 1024 * 1024
+# Lambda's limit on the unzipped size of a function and all its layers together.
+LAMBDA_UNZIPPED_LIMIT_BYTES = 262_144_000
+# The function package's share of that limit. CI fails when the built package grows past it
+# (tests/artifact, tools/check_stack.sh), so a layer up to the rest always fits beside it.
+FUNCTION_PACKAGE_BUDGET_BYTES = 130_000_000
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -37,17 +43,44 @@ _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 class PinnedArchive:
     sha256: str
     size: int
+    url: str = ""  # empty: FlashRank's Hugging Face URL for the model name (DOWNLOAD_URL)
 
 
-# FlashRank's published archives we accept for download; anything else is refused.
-PINNED_ARCHIVES = {
-    "ms-marco-TinyBERT-L-2-v2": PinnedArchive(
-        sha256="752eddf1c5ece3c5e6115e9ab52eb3b16436bbf9b3a091cbb62b5b8eadc47105", size=3_421_983
-    ),
-    "ms-marco-MiniLM-L-12-v2": PinnedArchive(
-        sha256="bdd3772b651ffc34f70e414049285bb55ccc6d1b8e29d0640f836d44f70ec77a", size=22_696_961
-    ),
-}
+def _flashrank(name: str, size: int, sha256: str) -> tuple[str, PinnedArchive]:
+    return name, PinnedArchive(sha256=sha256, size=size, url=DOWNLOAD_URL.format(name=name))
+
+
+# FlashRank's published pairwise archives we accept for download; anything else is refused. Sizes and
+# hashes come from the Git LFS pointers of the model repository; the build verifies both.
+PINNED_ARCHIVES = dict(
+    [
+        _flashrank(  # Nano
+            "ms-marco-TinyBERT-L-2-v2",
+            3_421_983,
+            "752eddf1c5ece3c5e6115e9ab52eb3b16436bbf9b3a091cbb62b5b8eadc47105",
+        ),
+        _flashrank(  # Small
+            "ms-marco-MiniLM-L-12-v2",
+            22_696_961,
+            "bdd3772b651ffc34f70e414049285bb55ccc6d1b8e29d0640f836d44f70ec77a",
+        ),
+        _flashrank(
+            "ce-esci-MiniLM-L12-v2",
+            22_820_403,
+            "da1bbfbc8fba6d8dfe336acca6792aaa2a9e2a5cbc25fd268ce4cf5d164e2866",
+        ),
+        _flashrank(  # Medium
+            "rank-T5-flan",
+            77_246_772,
+            "71d841f94f4ccaab463b944c315f3aa91bcdc7e8b01e3131d963f635fc579f67",
+        ),
+        _flashrank(  # Large
+            "ms-marco-MultiBERT-L-12",
+            103_473_926,
+            "2c8ae5542f1538e355e9f295d349fc030b5cf7d398c8728c362f0e5129776971",
+        ),
+    ]
+)
 
 
 class LayerBuildError(Exception):
@@ -88,8 +121,53 @@ def resolve_source(environ: Mapping[str, str], base_dir: Path) -> ArchiveSource:
             f"unknown model {model_name!r}: pinned models are {known} "
             "(or pass MODEL_ARCHIVE and MODEL_ARCHIVE_SHA256)"
         )
-    url = environ.get("MODEL_DOWNLOAD_URL", "").strip() or DOWNLOAD_URL.format(name=model_name)
+    url = environ.get("MODEL_DOWNLOAD_URL", "").strip() or pinned.url or DOWNLOAD_URL.format(name=model_name)
     return ArchiveSource(model_name, pinned.sha256, pinned.size, None, url)
+
+
+def function_share(environ: Mapping[str, str], base_dir: Path) -> tuple[int, str]:
+    """Bytes the function takes of Lambda's limit, and where that figure comes from.
+
+    FUNCTION_PACKAGE_DIR (a built function, e.g. .aws-sam/build/RerankFunction) is measured; without it
+    the function package's budget is assumed.
+    """
+    location = environ.get("FUNCTION_PACKAGE_DIR", "").strip()
+    if not location:
+        return FUNCTION_PACKAGE_BUDGET_BYTES, "the function package's budget (FUNCTION_PACKAGE_BUDGET_BYTES)"
+    path = Path(location)
+    if not path.is_absolute():
+        path = base_dir / path
+    if not path.is_dir():
+        raise LayerBuildError(f"FUNCTION_PACKAGE_DIR {location} is not a directory")
+    size = sum(
+        entry.stat().st_size for entry in path.rglob("*") if entry.is_file() and not entry.is_symlink()
+    )
+    return size, f"the built function in {location}"
+
+
+def unzipped_size(archive: Path) -> int:
+    """The archive's unpacked size from its central directory, read before anything is extracted."""
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            return sum(info.file_size for info in bundle.infolist() if not info.is_dir())
+    except zipfile.BadZipFile as exc:
+        raise LayerBuildError(f"model archive {archive.name} is not a zip file") from exc
+
+
+def check_fits(model_name: str, layer_bytes: int, function_bytes: int, function_source: str) -> None:
+    """Refuse a layer that would push function + layer past Lambda's unzipped limit, naming the way out."""
+    total = layer_bytes + function_bytes
+    if total <= LAMBDA_UNZIPPED_LIMIT_BYTES:
+        return
+    raise LayerBuildError(
+        f"{model_name} does not fit in a layer: it unpacks to {layer_bytes:,} bytes and "
+        f"{function_source} is {function_bytes:,} bytes, {total:,} bytes together, over Lambda's limit of "
+        f"{LAMBDA_UNZIPPED_LIMIT_BYTES:,} bytes unzipped for a function and its layers "
+        f"(the layer may take at most {max(0, LAMBDA_UNZIPPED_LIMIT_BYTES - function_bytes):,} bytes). "
+        "Serve it from S3 instead: upload the archive and deploy with "
+        "ModelS3Uri=s3://<bucket>/<key>.zip ModelSha256=<its sha256> (and EphemeralStorageMB of at least "
+        "1024; see README, Switching the model)"
+    )
 
 
 def download(url: str, destination: Path, max_bytes: int) -> None:
@@ -195,8 +273,15 @@ def extract_model(
     return sorted(extracted)
 
 
-def build(source: ArchiveSource, artifacts_dir: Path) -> Path:
-    """Fetch (or take) the archive, verify it, and lay out <artifacts_dir>/models/<name>/ atomically."""
+def build(
+    source: ArchiveSource,
+    artifacts_dir: Path,
+    *,
+    function_bytes: int = FUNCTION_PACKAGE_BUDGET_BYTES,
+    function_source: str = "the function package's budget",
+) -> Path:
+    """Fetch (or take) the archive, verify it, check it fits beside the function, and lay out
+    <artifacts_dir>/models/<name>/ atomically."""
     models_root = artifacts_dir / "models"
     models_root.mkdir(parents=True, exist_ok=True)
     final = models_root / source.model_name
@@ -210,6 +295,8 @@ def build(source: ArchiveSource, artifacts_dir: Path) -> Path:
             archive = scratch_dir / "archive.zip"
             download(source.url, archive, source.size)
         verify(archive, source.sha256, source.size)
+        layer_bytes = unzipped_size(archive) + len(source.sha256) + 1  # + the .archive-sha256 line
+        check_fits(source.model_name, layer_bytes, function_bytes, function_source)
         staged = scratch_dir / source.model_name
         staged.mkdir()
         files = extract_model(archive, source.model_name, staged)
@@ -233,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         source = resolve_source(os.environ, args.base_dir)
-        build(source, args.out)
+        function_bytes, function_source = function_share(os.environ, args.base_dir)
+        build(source, args.out, function_bytes=function_bytes, function_source=function_source)
     except LayerBuildError as exc:
         print(f"model layer build failed: {exc}", file=sys.stderr)
         return 1

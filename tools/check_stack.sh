@@ -158,3 +158,12 @@ for pattern in \
     || fail "built function's ${matches[0]#"$function_dir"/} is not aarch64"
 done
 ok "sam build RerankFunction (aarch64 onnxruntime, numpy, tokenizers)"
+
+# The arm64 package Lambda gets is held to the same budget as the host build in tests/artifact.
+budget=$(.venv/bin/python -c 'import ast, sys
+tree = ast.parse(open("layer/build_layer.py").read())
+print(next(node.value.value for node in tree.body if isinstance(node, ast.Assign)
+           and node.targets[0].id == "FUNCTION_PACKAGE_BUDGET_BYTES"))')
+read -r size files < <(find "$function_dir" -type f -printf '%s\n' | awk '{ s += $1; n++ } END { print s, n }')
+(( size <= budget )) || fail "arm64 function package is $size bytes in $files files, over its budget of $budget bytes"
+ok "arm64 function package $((size / 1000000)) MB in $files files (budget $((budget / 1000000)) MB)"

@@ -101,8 +101,110 @@ def test_a_local_archive_needs_a_hash(tmp_path: Path) -> None:
 
 
 def test_refuses_an_unknown_model_name_for_download(tmp_path: Path) -> None:
-    with pytest.raises(build_layer.LayerBuildError, match="unknown model 'ms-marco-MultiBERT-L-12'"):
-        build_layer.resolve_source({"MODEL_NAME": "ms-marco-MultiBERT-L-12"}, tmp_path)
+    with pytest.raises(build_layer.LayerBuildError, match="unknown model 'ms-marco-MiniLM-L-6-v2'"):
+        build_layer.resolve_source({"MODEL_NAME": "ms-marco-MiniLM-L-6-v2"}, tmp_path)
+
+
+# The five pairwise archives FlashRank publishes (shared/REFERENCE.md): name, bytes, sha256.
+FLASHRANK_ARCHIVES = [
+    (
+        "ms-marco-TinyBERT-L-2-v2",
+        3_421_983,
+        "752eddf1c5ece3c5e6115e9ab52eb3b16436bbf9b3a091cbb62b5b8eadc47105",
+    ),
+    (
+        "ms-marco-MiniLM-L-12-v2",
+        22_696_961,
+        "bdd3772b651ffc34f70e414049285bb55ccc6d1b8e29d0640f836d44f70ec77a",
+    ),
+    ("ce-esci-MiniLM-L12-v2", 22_820_403, "da1bbfbc8fba6d8dfe336acca6792aaa2a9e2a5cbc25fd268ce4cf5d164e2866"),
+    ("rank-T5-flan", 77_246_772, "71d841f94f4ccaab463b944c315f3aa91bcdc7e8b01e3131d963f635fc579f67"),
+    (
+        "ms-marco-MultiBERT-L-12",
+        103_473_926,
+        "2c8ae5542f1538e355e9f295d349fc030b5cf7d398c8728c362f0e5129776971",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "sha256"), FLASHRANK_ARCHIVES, ids=[row[0] for row in FLASHRANK_ARCHIVES]
+)
+def test_every_flashrank_model_is_pinned_by_name(tmp_path: Path, name: str, size: int, sha256: str) -> None:
+    source = build_layer.resolve_source({"MODEL_NAME": name}, tmp_path)
+    assert source.url == f"https://huggingface.co/prithivida/flashrank/resolve/main/{name}.zip"
+    assert (source.size, source.sha256) == (size, sha256)
+    assert sorted(build_layer.PINNED_ARCHIVES) == sorted(row[0] for row in FLASHRANK_ARCHIVES)
+
+
+def zip_of_size(path: Path, model: str, onnx_bytes: int) -> str:
+    """A FlashRank-layout archive whose ONNX file unpacks to onnx_bytes (zeros: a few KB on disk)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        for name, data in GOOD_FILES.items():
+            if not name.endswith(".onnx"):
+                bundle.writestr(f"{model}/{name}", data)
+        with bundle.open(f"{model}/model_Q.onnx", "w", force_zip64=True) as sink:
+            chunk = bytes(1024 * 1024)
+            left = onnx_bytes
+            while left:
+                sink.write(chunk[: min(left, len(chunk))])
+                left -= min(left, len(chunk))
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_refuses_a_model_that_would_not_fit_beside_the_function_before_extracting(tmp_path: Path) -> None:
+    # Given an archive that unpacks to one byte more than the layer's share of Lambda's limit
+    share = build_layer.LAMBDA_UNZIPPED_LIMIT_BYTES - build_layer.FUNCTION_PACKAGE_BUDGET_BYTES
+    small_files = sum(len(data) for name, data in GOOD_FILES.items() if not name.endswith(".onnx"))
+    onnx_bytes = share - small_files - 65 + 1  # 65: the .archive-sha256 line
+    archive = tmp_path / "large.zip"
+    sha256 = zip_of_size(archive, "ms-marco-MultiBERT-L-12", onnx_bytes)
+    source = build_layer.resolve_source(local_env(archive, sha256, "ms-marco-MultiBERT-L-12"), tmp_path)
+
+    # When the layer is built, Then it is refused with the limit, the sizes and the S3 way out
+    with pytest.raises(build_layer.LayerBuildError) as refused:
+        build_layer.build(source, tmp_path / "out")
+    message = str(refused.value)
+    assert "ms-marco-MultiBERT-L-12 does not fit in a layer" in message
+    assert "262,144,000 bytes" in message
+    assert f"{share + 1:,} bytes" in message
+    assert f"{build_layer.FUNCTION_PACKAGE_BUDGET_BYTES:,} bytes" in message
+    assert "ModelS3Uri" in message and "ModelSha256" in message
+    # And nothing was extracted
+    assert not any((tmp_path / "out" / "models").rglob("*.onnx"))
+
+
+def test_a_model_that_exactly_fits_beside_the_function_is_built(tmp_path: Path) -> None:
+    share = build_layer.LAMBDA_UNZIPPED_LIMIT_BYTES - build_layer.FUNCTION_PACKAGE_BUDGET_BYTES
+    small_files = sum(len(data) for name, data in GOOD_FILES.items() if not name.endswith(".onnx"))
+    archive = tmp_path / "fits.zip"
+    sha256 = zip_of_size(archive, MODEL, share - small_files - 65)
+    model_dir = build_layer.build(
+        build_layer.resolve_source(local_env(archive, sha256), tmp_path), tmp_path / "out"
+    )
+    assert sum(path.stat().st_size for path in model_dir.iterdir()) == share
+
+
+def test_a_measured_function_package_replaces_the_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a built function (a sparse file: no disk used) that leaves less room than the budget would
+    function_dir = tmp_path / "function"
+    function_dir.mkdir()
+    with (function_dir / "libbig.so").open("wb") as sparse:
+        sparse.truncate(build_layer.LAMBDA_UNZIPPED_LIMIT_BYTES - 1000)
+    archive = tmp_path / "model.zip"
+    sha256 = make_zip(archive, good_members())
+    for name, value in {**local_env(archive, sha256), "FUNCTION_PACKAGE_DIR": str(function_dir)}.items():
+        monkeypatch.setenv(name, value)
+    # When the layer is built by the command line, Then the small model is refused against the measurement
+    assert build_layer.main(["--out", str(tmp_path / "out")]) == 1
+    error = capsys.readouterr().err
+    assert "does not fit in a layer" in error and f"the built function in {function_dir}" in error
+    assert f"{build_layer.LAMBDA_UNZIPPED_LIMIT_BYTES - 1000:,} bytes" in error
+    # And with the function's own budget the same model fits
+    monkeypatch.delenv("FUNCTION_PACKAGE_DIR")
+    assert build_layer.main(["--out", str(tmp_path / "out")]) == 0
 
 
 @pytest.mark.parametrize("name", ["../etc", "a/b", "", "."])
@@ -132,7 +234,9 @@ def pinned_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Pat
     sha256 = make_zip(archive, good_members())
     size = archive.stat().st_size
     monkeypatch.setitem(
-        build_layer.PINNED_ARCHIVES, MODEL, build_layer.PinnedArchive(sha256=sha256, size=size)
+        build_layer.PINNED_ARCHIVES,
+        MODEL,
+        build_layer.PinnedArchive(sha256=sha256, size=size, url=archive.as_uri()),
     )
     return archive, sha256, size
 
