@@ -15,7 +15,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -27,6 +26,7 @@ import pytest
 from tests.lambda_invoke_api import invoke_api
 from tests.loopback import serving
 from tests.models import REPO, fixture_model
+from tests.serve_process import serve_process
 from tools.evaluate import demo_data
 from tools.evaluate.__main__ import main
 from tools.evaluate.dataset import load_dataset
@@ -235,32 +235,10 @@ def test_the_command_line_entry_point(
 
 
 @pytest.fixture(scope="module")
-def served(marker_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def served(marker_dir: Path) -> Iterator[str]:
     """`./dev serve` (python -m tools.serve) with the marker model on a free port, as its own process."""
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tools.serve", "--port", "0", "--model-dir", str(marker_dir)],
-            cwd=REPO,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while not (
-            found := re.search(r"listening on (http://127\.0\.0\.1:\d+)", log.read_text("utf-8", "replace"))
-        ):
-            assert process.poll() is None, log.read_text("utf-8", "replace")
-            assert time.monotonic() < deadline, "tools.serve did not start within 60 s"
-            time.sleep(0.05)
-        yield found[1]
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    with serve_process(marker_dir) as url:
+        yield url
 
 
 @pytest.mark.usefixtures("aws_credentials")
