@@ -63,7 +63,9 @@ def random_weights(shape: BertShape, seed: int) -> dict[str, np.ndarray]:
     return weights
 
 
-class _GraphBuilder:
+class GraphBuilder:
+    """Nodes and initializers of one fixture graph; every op's output is named after its type and a counter."""
+
     def __init__(self) -> None:
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
@@ -85,12 +87,24 @@ class _GraphBuilder:
     def layer_norm(self, x: str, prefix: str, eps: float) -> str:
         return self.op("LayerNormalization", [x, f"{prefix}.weight", f"{prefix}.bias"], axis=-1, epsilon=eps)
 
+    def model(
+        self, name: str, inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto]
+    ) -> onnx.ModelProto:
+        """The checked ONNX model of this graph, at the fixtures' opset and IR version."""
+        graph = helper.make_graph(self.nodes, name, inputs, outputs, self.initializers)
+        model = helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="lambda-reranker-fixture"
+        )
+        model.ir_version = IR_VERSION
+        onnx.checker.check_model(model)
+        return model
+
 
 def build_model(
     shape: BertShape, weights: dict[str, np.ndarray], *, expose_pooled: bool = False
 ) -> onnx.ModelProto:
     """The graph HF's ONNX export of BertForSequenceClassification computes, op for op."""
-    g = _GraphBuilder()
+    g = GraphBuilder()
     for name, value in weights.items():
         g.constant(name, value)
     head_dim = shape.hidden // shape.heads
@@ -171,10 +185,4 @@ def build_model(
         outputs.append(
             helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch_size", shape.hidden])
         )
-    graph = helper.make_graph(g.nodes, "bert_for_sequence_classification", inputs, outputs, g.initializers)
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="lambda-reranker-fixture"
-    )
-    model.ir_version = IR_VERSION
-    onnx.checker.check_model(model)
-    return model
+    return g.model("bert_for_sequence_classification", inputs, outputs)

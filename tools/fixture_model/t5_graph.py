@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
-from tools.fixture_model.bert_graph import IR_VERSION, OPSET
+from tools.fixture_model.bert_graph import GraphBuilder
 
 
 @dataclass(frozen=True)
@@ -81,21 +81,8 @@ def relative_buckets(shape: T5Shape) -> np.ndarray:
     return buckets + np.where(distance < exact, distance, large)
 
 
-class _Graph:
-    def __init__(self) -> None:
-        self.nodes: list[onnx.NodeProto] = []
-        self.initializers: list[onnx.TensorProto] = []
-        self._count = 0
-
-    def constant(self, name: str, value: np.ndarray) -> str:
-        self.initializers.append(numpy_helper.from_array(value, name))
-        return name
-
-    def op(self, op_type: str, inputs: list[str], **attributes: object) -> str:
-        self._count += 1
-        output = f"{op_type.lower()}_{self._count}"
-        self.nodes.append(helper.make_node(op_type, inputs, [output], name=output, **attributes))
-        return output
+class _Graph(GraphBuilder):
+    """The BERT fixtures' graph builder plus T5's RMS norm and tanh GELU."""
 
     def rms_norm(self, x: str, weight: str) -> str:
         variance = self.op("ReduceMean", [self.op("Mul", [x, x])], axes=[-1], keepdims=1)
@@ -192,10 +179,4 @@ def build_model(
         outputs.append(
             helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch_size", shape.d_model])
         )
-    graph = helper.make_graph(g.nodes, "t5_encoder_ranker", inputs, outputs, g.initializers)
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="lambda-reranker-fixture"
-    )
-    model.ir_version = IR_VERSION
-    onnx.checker.check_model(model)
-    return model
+    return g.model("t5_encoder_ranker", inputs, outputs)
