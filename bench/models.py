@@ -24,13 +24,13 @@ import argparse
 import importlib.util
 import json
 import math
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.pinned import run_pinned
 
 REPO = Path(__file__).resolve().parent.parent
 SIZES = (10, 50)
@@ -87,10 +87,6 @@ def load_build_layer() -> Any:
     return module
 
 
-def pin_to_one_core() -> None:
-    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:1])
-
-
 def run_child(model_dir: Path, flashrank: bool, trials: int, seed: int) -> dict[str, Any]:
     code = CHILD.format(
         handler=str(REPO / "handler"),
@@ -101,19 +97,7 @@ def run_child(model_dir: Path, flashrank: bool, trials: int, seed: int) -> dict[
         sizes=SIZES,
         trials=trials,
     )
-    environment = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
-    environment["BENCH_SPAWNED_AT"] = repr(time.time())
-    output = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=environment,
-        timeout=1800,
-        preexec_fn=pin_to_one_core,  # the parent has started no threads of its own
-    )
-    result: dict[str, Any] = json.loads(output.stdout.strip().splitlines()[-1])
-    return result
+    return run_pinned(code, vcpus=1, timeout=1800, environment={"BENCH_SPAWNED_AT": repr(time.time())})
 
 
 def measure(model_dir: Path, trials: int, cold_runs: int) -> dict[str, dict[str, float]]:

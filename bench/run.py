@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ sys.path[:0] = [str(REPO / "handler"), str(REPO)]
 
 from flashrank import Ranker, RerankRequest  # noqa: E402
 
+from bench.pinned import child_environment, pin_to_cores, run_pinned  # noqa: E402
 from reranker.engine import CrossEncoder, EngineOptions  # noqa: E402
 from tools.fixture_model.corpus import CorpusGenerator, SyntheticRequest  # noqa: E402
 
@@ -190,18 +190,7 @@ print(json.dumps({{"loaded": loaded, "after_1": after_one, "after_20": peak_mib(
 
 def fresh_process(code: str) -> dict[str, float]:
     """Run code in a fresh interpreter pinned to one core (one vCPU); its last line is a JSON object."""
-    environment = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
-    output = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=environment,
-        timeout=300,
-        preexec_fn=pin_child(1),  # the parent has started no threads of its own
-    )
-    result: dict[str, float] = json.loads(output.stdout.strip().splitlines()[-1])
-    return result
+    return run_pinned(code, vcpus=1)
 
 
 def child_values(model_dir: Path, threads: int, parallel: int) -> dict[str, object]:
@@ -316,15 +305,6 @@ def plot(latency: dict[int, dict[int, dict[str, list[float]]]], target: Path) ->
     figure.savefig(target, dpi=110)
 
 
-def pin_to_cores(vcpus: int) -> list[int]:
-    """Restrict this process (and every thread it starts from now on) to the first ``vcpus`` usable cores."""
-    allowed = sorted(os.sched_getaffinity(0))
-    if len(allowed) < vcpus:
-        raise SystemExit(f"{vcpus} vCPUs asked for, only {len(allowed)} cores usable here")
-    os.sched_setaffinity(0, allowed[:vcpus])
-    return allowed[:vcpus]
-
-
 def measure_setting(vcpus: int, args: argparse.Namespace, trials: int) -> dict[int, dict[str, list[float]]]:
     """Warm latency for one vCPU setting, in a fresh process pinned to that many cores."""
     command = [
@@ -332,19 +312,11 @@ def measure_setting(vcpus: int, args: argparse.Namespace, trials: int) -> dict[i
         "--seed", str(args.seed), "--model-dir", str(args.model_dir),
         "--sizes", ",".join(str(size) for size in args.sizes),
     ]  # fmt: skip
-    environment = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
     output = subprocess.run(
-        command, capture_output=True, text=True, check=True, env=environment, cwd=REPO, timeout=3600
+        command, capture_output=True, text=True, check=True, env=child_environment(), cwd=REPO, timeout=3600
     )
     loaded: dict[str, dict[str, list[float]]] = json.loads(output.stdout.strip().splitlines()[-1])
     return {int(size): timings for size, timings in loaded.items()}
-
-
-def pin_child(vcpus: int) -> Callable[[], None]:
-    def pin() -> None:
-        pin_to_cores(vcpus)
-
-    return pin
 
 
 def main(argv: list[str] | None = None) -> int:
