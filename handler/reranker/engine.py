@@ -380,10 +380,6 @@ class CrossEncoder:
         encoded = self.tokenization.encode(query, passages, mode)
         return encoded.runs, encoded.truncated
 
-    def passage_tokenizer(self) -> Tokenizer:
-        """A copy of the tokenizer that keeps every token of a passage, made the first time it is needed."""
-        return self.tokenization.passage_tokenizer()
-
     def _batches(self, pending: list[_Pending]) -> Iterator[list[_Pending]]:
         if self.schedule == "single":
             for run in pending:

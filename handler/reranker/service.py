@@ -249,7 +249,7 @@ def rerank_tei(payload: object, call: Call) -> list[dict[str, Any]]:
     request = tei.parse_tei_request(payload, schemas.Limits.from_settings(settings))
     if not request.truncate:
         tei.ensure_fits_without_truncation(
-            engine.passage_tokenizer(), engine.max_length, request.native.query, request.texts
+            engine.tokenization.whole_pair_lengths(request.native.query, request.texts), engine.max_length
         )
     tally = obs.RerankTally(cache_enabled=runtime.cache.enabled)
     scored = score_passages(

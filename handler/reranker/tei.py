@@ -12,8 +12,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tokenizers import Tokenizer
-
 from reranker.errors import (
     DeadlineExceeded,
     InvalidRequest,
@@ -106,18 +104,15 @@ def _in_tei_words(message: str) -> str:
     return message
 
 
-def ensure_fits_without_truncation(
-    tokenizer: Tokenizer, max_length: int, query: str, texts: Sequence[str]
-) -> None:
+def ensure_fits_without_truncation(pair_lengths: Sequence[int], max_length: int) -> None:
     """``truncate: false``: refuse (413, TEI's message) a text whose pair with the query exceeds the limit.
 
-    ``tokenizer`` must not truncate (the engine's passage tokenizer): the pair's full length is compared.
+    ``pair_lengths``: each text's whole (untruncated) pair with the query, in tokens.
     """
-    encodings = tokenizer.encode_batch_fast([(query, text) for text in texts])
-    for index, encoding in enumerate(encodings):
-        if len(encoding.ids) > max_length:
+    for index, length in enumerate(pair_lengths):
+        if length > max_length:
             raise PayloadTooLarge(
-                f"`inputs` must have less than {max_length} tokens. Given: {len(encoding.ids)} "
+                f"`inputs` must have less than {max_length} tokens. Given: {length} "
                 f"(texts[{index}] with the query); send truncate: true or a shorter text"
             )
 

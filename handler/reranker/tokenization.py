@@ -213,6 +213,14 @@ class PairTokenizer:
             self._whole_passage_tokenizer = copy
         return self._whole_passage_tokenizer
 
+    def whole_pair_lengths(self, query: str, passages: Sequence[str]) -> list[int]:
+        """Tokens of each (query, passage) pair in the pair template with nothing truncated."""
+        query = tokenizer_text(query)
+        encodings = self.passage_tokenizer().encode_batch_fast(
+            [(query, tokenizer_text(passage)) for passage in passages]
+        )
+        return [len(encoding.ids) for encoding in encodings]
+
     def encode(
         self,
         query: str,

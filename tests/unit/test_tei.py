@@ -178,6 +178,18 @@ def test_truncate_false_refuses_an_over_long_text_with_413(app: ModuleType) -> N
         assert status == 200 and len(body) == 2
 
 
+def test_truncate_false_reads_unpaired_surrogates_like_every_other_route(app: ModuleType) -> None:
+    # Half an emoji (JSON \ud83d) in the query and a text: measured as U+FFFD, as the scoring reads it
+    raw = b'{"query": "q \\ud83d", "texts": ["half an emoji \\ud83d", "word"], "truncate": false}'
+    status, body = post(app, raw)
+    assert status == 200
+    assert sorted(rank["index"] for rank in body) == [0, 1]
+    long_status, long_body = post(
+        app, b'{"query": "q", "texts": ["\\ud83d ' + b"word " * 600 + b'"], "truncate": false}'
+    )
+    assert long_status == 413 and "texts[0]" in long_body["error"]
+
+
 @pytest.mark.parametrize(
     ("body", "status"),
     [
