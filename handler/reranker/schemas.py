@@ -252,10 +252,9 @@ def parse_rerank_request(payload: object, limits: Limits) -> RerankRequest:
         raise PayloadTooLarge(f"query has {len(query)} characters; the limit is {limits.max_query_chars}")
 
     top_k = payload.get("top_k")
+    # JSON (and JSON Schema's "integer") does not tell 5.0 from 5; Python clients send 5.0.
     if isinstance(top_k, float) and top_k.is_integer():
-        top_k = int(
-            top_k
-        )  # JSON (and JSON Schema's "integer") does not tell 5.0 from 5; Python clients send 5.0
+        top_k = int(top_k)
     if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
         raise InvalidRequest(f"top_k must be a positive integer, got {_describe_value(top_k)}")
 
