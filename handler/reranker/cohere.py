@@ -152,7 +152,9 @@ class DocumentTrimmer:
 
     def __init__(self, pairs: PairTokenizer) -> None:
         self._pairs = pairs
-        self._tokenizer = pairs.passage_tokenizer()
+        self._tokenizer = (
+            pairs.passage_batches().tokenizer
+        )  # its own normalizer: offsets must cut the raw text
         self.max_length = pairs.max_length
 
     @classmethod

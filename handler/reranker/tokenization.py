@@ -9,6 +9,7 @@ from typing import Literal
 
 from tokenizers import Encoding, Tokenizer
 
+from reranker.ascii_fast_path import BatchEncoder, batch_encoder
 from reranker.text import replace_lone_surrogates
 
 LongDocuments = Literal["truncate", "window"]
@@ -199,25 +200,26 @@ class PairTokenizer:
         self.max_windows = max_windows
         self.precut_chars = precut_limit(tokenizer, max_length)
         self.template = read_pair_template(tokenizer)
-        self._whole_passage_tokenizer: Tokenizer | None = None
+        self._batches = batch_encoder(tokenizer)
+        self._whole_passage_batches: BatchEncoder | None = None
 
     @property
     def tokenizer(self) -> Tokenizer:
         return self._tokenizer
 
-    def passage_tokenizer(self) -> Tokenizer:
-        """A copy of the tokenizer that keeps every token of a passage, made the first time it is needed."""
-        if self._whole_passage_tokenizer is None:
+    def passage_batches(self) -> BatchEncoder:
+        """Batch calls of a tokenizer copy that keeps every token of a passage, made the first time it is needed."""
+        if self._whole_passage_batches is None:
             copy = Tokenizer.from_str(self._tokenizer.to_str())
             copy.no_truncation()
-            self._whole_passage_tokenizer = copy
-        return self._whole_passage_tokenizer
+            self._whole_passage_batches = batch_encoder(copy)
+        return self._whole_passage_batches
 
     def whole_pair_lengths(self, query: str, passages: Sequence[str]) -> list[int]:
         """Tokens of each (query, passage) pair in the pair template with nothing truncated."""
         query = tokenizer_text(query)
-        encodings = self.passage_tokenizer().encode_batch_fast(
-            [(query, tokenizer_text(passage)) for passage in passages]
+        encodings = self.passage_batches().encode_pairs(
+            query, [tokenizer_text(passage) for passage in passages]
         )
         return [len(encoding.ids) for encoding in encodings]
 
@@ -271,7 +273,7 @@ class PairTokenizer:
                     texts[index] = text[:space]
                     cut.append(index)
         # _fast: no character offsets (we never map tokens back to text); same ids, about 15 % quicker.
-        encodings = self._tokenizer.encode_batch_fast([(query, text) for text in texts])
+        encodings = self._batches.encode_pairs(query, texts)
         specials = self.template.special_tokens if self.template is not None else 3
         half = (self.max_length - specials) // 2
         redo = [
@@ -280,7 +282,7 @@ class PairTokenizer:
             if not encodings[index].overflowing or encodings[index].sequence_ids.count(0) >= half
         ]
         if redo:
-            again = self._tokenizer.encode_batch_fast([(query, whole[index]) for index in redo])
+            again = self._batches.encode_pairs(query, [whole[index] for index in redo])
             for index, encoding in zip(redo, again, strict=True):
                 encodings[index] = encoding
         return encodings
@@ -319,7 +321,7 @@ class PairTokenizer:
         cut = 0
         for start, end in chunks([len(passages[index]) for index in indices], None, should_stop):
             chunk = indices[start:end]
-            encodings = self.passage_tokenizer().encode_batch_fast(
+            encodings = self.passage_batches().encode_texts(
                 [tokenizer_text(passages[index]) for index in chunk], add_special_tokens=False
             )
             for index, encoding in zip(chunk, encodings, strict=True):

@@ -1,0 +1,119 @@
+"""The ASCII fast path gives exactly the tokenizer's own encodings, for every text it takes and every text it refuses."""
+
+from __future__ import annotations
+
+import functools
+import json
+import string
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from tokenizers import AddedToken, Encoding, Tokenizer
+
+from reranker.ascii_fast_path import AsciiFastPath, BatchEncoder, batch_encoder
+from reranker.engine import load_tokenizer
+from tests.models import FAMILY_NAMES, MODEL_NAME, fixture_model
+
+# Every distinct WordPiece tokenizer among the fixtures (MiniLM-L-12 shares the nano's, the 3-logit model the
+# multilingual one), plus two variants the published models could have: cased, and an added plain word.
+VARIANTS = ("uncased", "multilingual", "cased", "added-word")
+
+_WORDS = st.sampled_from(
+    ["the", "Quick", "BROWN", "fox's", "e-mail", "U.S.A.", "3.14", "x" * 120, "[CLS]", "[sep]", "[MASK]x",
+     "[UNK]", "##ing", "foo", "FOO", "naïve", "東京", "Ω", "\ufffd", "a\x00b", "c\x0bd", "\x7f", "don't"]
+)  # fmt: skip
+_ASCII = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=80)
+_GAPS = st.sampled_from([" ", "\t", "\n", "\r\n", "", "  ", "\x0c", *string.punctuation])
+_MIXED = st.lists(st.tuples(_WORDS | _ASCII, _GAPS), max_size=30).map(
+    lambda parts: "".join(a + b for a, b in parts)
+)
+TEXTS = _ASCII | _MIXED
+
+
+@functools.cache
+def tokenizer(variant: str, max_length: int = 48) -> Tokenizer:
+    family = "ms-marco-MultiBERT-L-12" if variant == "multilingual" else MODEL_NAME
+    loaded, _ = load_tokenizer(fixture_model("int8", family), max_length)
+    if variant == "cased":
+        config = json.loads(loaded.to_str())
+        config["normalizer"]["lowercase"] = False
+        loaded = Tokenizer.from_str(json.dumps(config))
+    if variant == "added-word":
+        loaded.add_tokens([AddedToken("foo", normalized=True)])
+    return loaded
+
+
+def fast_path(variant: str) -> AsciiFastPath:
+    encoder = batch_encoder(tokenizer(variant))
+    assert isinstance(encoder, AsciiFastPath)
+    return encoder
+
+
+def same(got: list[Encoding], expected: list[Encoding]) -> None:
+    assert [encoding.ids for encoding in got] == [encoding.ids for encoding in expected]
+    assert [encoding.type_ids for encoding in got] == [encoding.type_ids for encoding in expected]
+    assert [encoding.sequence_ids for encoding in got] == [encoding.sequence_ids for encoding in expected]
+    assert [len(encoding.overflowing) for encoding in got] == [
+        len(encoding.overflowing) for encoding in expected
+    ]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@settings(max_examples=100, deadline=None)
+@given(query=TEXTS, passages=st.lists(TEXTS, min_size=1, max_size=5))
+@example(query="what is [SEP]?", passages=["[CLS] a", "plain text, here."])
+@example(query="Hello\tWORLD", passages=["a\x01b", "", "   ", "naïve café", "x" * 101])
+def test_pairs_encode_exactly_as_the_tokenizer_does(variant: str, query: str, passages: list[str]) -> None:
+    own = tokenizer(variant)
+    same(fast_path(variant).encode_pairs(query, passages), own.encode_batch([(query, p) for p in passages]))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("add_special_tokens", [True, False])
+@settings(max_examples=30, deadline=None)
+@given(texts=st.lists(TEXTS, max_size=5))
+def test_texts_encode_exactly_as_the_tokenizer_does(
+    variant: str, add_special_tokens: bool, texts: list[str]
+) -> None:
+    own = tokenizer(variant)
+    got = fast_path(variant).encode_texts(texts, add_special_tokens=add_special_tokens)
+    same(got, own.encode_batch(texts, add_special_tokens=add_special_tokens))
+
+
+@pytest.mark.parametrize(
+    ("text", "taken"),
+    [
+        ("Plain ASCII, with punctuation!", True),
+        ("naïve", False),  # not ASCII: accents, CJK and other scripts keep the tokenizer's own normalizer
+        ("a\x00b", False),  # the normalizer drops control characters, which could join what they separate
+        ("before [SEP] after", False),  # an added token is split out before normalization
+        ("before [sep] after", False),  # ... and lowercase spellings could match a normalized added token
+        ("tabs\tand\r\nnewlines", True),
+    ],
+)
+def test_what_the_fast_path_takes(text: str, taken: bool) -> None:
+    assert (fast_path("uncased").prepare(text) is not None) is taken
+
+
+def test_only_bert_wordpiece_pipelines_get_the_fast_path() -> None:
+    kinds = {
+        family: type(batch_encoder(load_tokenizer(fixture_model("int8", family), 512)[0]))
+        for family in FAMILY_NAMES
+    }
+    assert kinds == {
+        family: BatchEncoder if family == "rank-T5-flan" else AsciiFastPath for family in FAMILY_NAMES
+    }
+
+
+def test_an_added_token_holding_a_space_turns_the_fast_path_off() -> None:
+    spaced, _ = load_tokenizer(fixture_model("int8"), 512)
+    spaced.add_tokens([AddedToken("new york", normalized=True)])
+    assert type(batch_encoder(spaced)) is BatchEncoder
+
+
+def test_a_truncated_pair_keeps_the_query_and_the_passage_head() -> None:
+    query, passage = "Which river?", "The Thames, a river, flows east. " * 40
+    got = fast_path("uncased").encode_pairs(query, [passage])[0]
+    assert got.ids == tokenizer("uncased").encode(query, passage).ids
+    assert len(got.ids) == 48 and got.overflowing
