@@ -13,12 +13,11 @@ token such as ``[SEP]`` could match in it (added tokens are split out before nor
 
 from __future__ import annotations
 
-import json
 import re
 import string
 from collections.abc import Callable, Sequence
 
-from tokenizers import Encoding, Tokenizer, pre_tokenizers
+from tokenizers import Encoding, Tokenizer, models, normalizers, pre_tokenizers
 
 # ASCII characters in Unicode category Cc that BertNormalizer drops (tab, newline and return are whitespace).
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -57,25 +56,19 @@ class AsciiFastPath(BatchEncoder):
         super().__init__(tokenizer)
         self._lowercase = lowercase
         self._added_tokens = tuple(added_tokens)
-        twin = Tokenizer.from_str(tokenizer.to_str())
-        twin.normalizer = None
-        twin.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-        self._twin = twin
+        self._twin = _twin(tokenizer)
 
     @classmethod
     def for_tokenizer(cls, tokenizer: Tokenizer) -> AsciiFastPath | None:
         """The fast path for a BertNormalizer + BertPreTokenizer + WordPiece tokenizer; None for any other."""
-        config = json.loads(tokenizer.to_str())
-        normalizer = config.get("normalizer") or {}
-        pre_tokenizer = config.get("pre_tokenizer") or {}
-        model = config.get("model") or {}
-        if (normalizer.get("type"), pre_tokenizer.get("type"), model.get("type")) != (
-            "BertNormalizer",
-            "BertPreTokenizer",
-            "WordPiece",
+        normalizer = tokenizer.normalizer
+        if not (
+            isinstance(normalizer, normalizers.BertNormalizer)
+            and isinstance(tokenizer.pre_tokenizer, pre_tokenizers.BertPreTokenizer)
+            and isinstance(tokenizer.model, models.WordPiece)
         ):
             return None
-        lowercase = bool(normalizer.get("lowercase", True))
+        lowercase = bool(normalizer.lowercase)
         contents = [token.content for token in tokenizer.get_added_tokens_decoder().values()]
         if any(not content.strip() or content != "".join(content.split()) for content in contents):
             return None  # an added token holding whitespace could match across the spaces the twin splits at
@@ -116,6 +109,20 @@ class AsciiFastPath(BatchEncoder):
                 [texts[index] for index in slow], add_special_tokens=add_special_tokens
             ),
         )
+
+
+def _twin(tokenizer: Tokenizer) -> Tokenizer:
+    """The tokenizer without normalizer, split at whitespace: the same WordPiece (shared, not copied), truncation,
+    padding and pair template. It holds no added tokens: texts that could contain one never reach it."""
+    twin = Tokenizer(tokenizer.model)
+    twin.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    if tokenizer.post_processor is not None:
+        twin.post_processor = tokenizer.post_processor
+    if tokenizer.truncation is not None:
+        twin.enable_truncation(**tokenizer.truncation)
+    if tokenizer.padding is not None:
+        twin.enable_padding(**tokenizer.padding)
+    return twin
 
 
 def _route[Input: (str, tuple[str, str])](
