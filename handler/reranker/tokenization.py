@@ -9,8 +9,8 @@ from typing import Literal
 
 from tokenizers import Encoding, Tokenizer
 
-from reranker.ascii_fast_path import BatchEncoder, batch_encoder
 from reranker.text import replace_lone_surrogates
+from reranker.wordpiece_fast_path import BatchEncoder, batch_encoder
 
 LongDocuments = Literal["truncate", "window"]
 

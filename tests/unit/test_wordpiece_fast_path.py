@@ -1,4 +1,4 @@
-"""The ASCII fast path gives exactly the tokenizer's own encodings, for every text it takes and every text it refuses."""
+"""The WordPiece fast path gives exactly the tokenizer's own encodings, for every text it takes and every text it refuses."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from tokenizers import AddedToken, Encoding, Tokenizer
 
-from reranker.ascii_fast_path import AsciiFastPath, BatchEncoder, batch_encoder
 from reranker.engine import load_tokenizer
+from reranker.wordpiece_fast_path import LEARNED_CODES, BatchEncoder, WordPieceFastPath, batch_encoder
 from tests.models import FAMILY_NAMES, MODEL_NAME, fixture_model
 
 # Every distinct WordPiece tokenizer among the fixtures (MiniLM-L-12 shares the nano's, the 3-logit model the
@@ -24,11 +24,23 @@ _WORDS = st.sampled_from(
      "[UNK]", "##ing", "foo", "FOO", "naïve", "東京", "Ω", "\ufffd", "a\x00b", "c\x0bd", "\x7f", "don't"]
 )  # fmt: skip
 _ASCII = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=80)
+# The learned characters, and neighbours it must refuse: combining marks, Greek (final sigma), CJK, Arabic, emoji.
+_PAST_ASCII = st.text(
+    alphabet=st.sampled_from([chr(code) for code in LEARNED_CODES])
+    | st.sampled_from(["\u0301", "\u0308", "Σ", "ς", "東", "ب", "\U0001f600", "\u3000", "\ufeff", "\u2070"]),
+    max_size=20,
+)
 _GAPS = st.sampled_from([" ", "\t", "\n", "\r\n", "", "  ", "\x0c", *string.punctuation])
 _MIXED = st.lists(st.tuples(_WORDS | _ASCII, _GAPS), max_size=30).map(
     lambda parts: "".join(a + b for a, b in parts)
 )
-TEXTS = _ASCII | _MIXED
+TEXTS = (
+    _ASCII
+    | _MIXED
+    | st.lists(st.tuples(_WORDS | _PAST_ASCII, _GAPS), max_size=20).map(
+        lambda parts: "".join(a + b for a, b in parts)
+    )
+)
 
 
 @functools.cache
@@ -44,9 +56,9 @@ def tokenizer(variant: str, max_length: int = 48) -> Tokenizer:
     return loaded
 
 
-def fast_path(variant: str) -> AsciiFastPath:
-    encoder = batch_encoder(tokenizer(variant))
-    assert isinstance(encoder, AsciiFastPath)
+def fast_path(variant: str, max_length: int = 48) -> WordPieceFastPath:
+    encoder = batch_encoder(tokenizer(variant, max_length))
+    assert isinstance(encoder, WordPieceFastPath)
     return encoder
 
 
@@ -85,7 +97,10 @@ def test_texts_encode_exactly_as_the_tokenizer_does(
     ("text", "taken"),
     [
         ("Plain ASCII, with punctuation!", True),
-        ("naïve", False),  # not ASCII: accents, CJK and other scripts keep the tokenizer's own normalizer
+        ("naïve café, “quoted” — dashed…", True),  # learned from the tokenizer when the model loads
+        ("soft\u00adhyphen and\u00a0no-break space", True),
+        ("東京", False),  # CJK, Arabic and other scripts keep the tokenizer's own normalizer
+        ("e\u0301", False),  # a combining mark: accent stripping decomposes and reorders across characters
         ("a\x00b", False),  # the normalizer drops control characters, which could join what they separate
         ("before [SEP] after", False),  # an added token is split out before normalization
         ("before [sep] after", False),  # ... and lowercase spellings could match a normalized added token
@@ -96,13 +111,37 @@ def test_what_the_fast_path_takes(text: str, taken: bool) -> None:
     assert (fast_path("uncased").prepare(text) is not None) is taken
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_learned_character_alone_and_among_others(variant: str) -> None:
+    characters = [chr(code) for code in LEARNED_CODES]
+    texts = [f"x{character}y {character} {character}{character}q" for character in characters]
+    texts.append("".join(characters))
+    own = tokenizer(variant, 512)
+    same(
+        fast_path(variant, 512).encode_texts(texts, add_special_tokens=False),
+        own.encode_batch(texts, add_special_tokens=False),
+    )
+
+
+def test_a_tokenizer_that_reads_ascii_differently_gets_no_fast_path() -> None:
+    config = json.loads(tokenizer("uncased").to_str())
+    config["normalizer"] = {
+        "type": "Sequence",
+        "normalizers": [
+            config["normalizer"],
+            {"type": "Replace", "pattern": {"String": "-"}, "content": " "},
+        ],
+    }
+    assert type(batch_encoder(Tokenizer.from_str(json.dumps(config)))) is BatchEncoder
+
+
 def test_only_bert_wordpiece_pipelines_get_the_fast_path() -> None:
     kinds = {
         family: type(batch_encoder(load_tokenizer(fixture_model("int8", family), 512)[0]))
         for family in FAMILY_NAMES
     }
     assert kinds == {
-        family: BatchEncoder if family == "rank-T5-flan" else AsciiFastPath for family in FAMILY_NAMES
+        family: BatchEncoder if family == "rank-T5-flan" else WordPieceFastPath for family in FAMILY_NAMES
     }
 
 
