@@ -2,16 +2,16 @@
 
 In Rust, BertNormalizer and BertPreTokenizer keep a character alignment through every step, and on one vCPU
 that is most of the tokenizing time. Both work character by character: each character is dropped, read as a
-space, set apart as punctuation, or kept as (its normalized form in) a word. So a text can be prepared with
-``str.translate`` and handed to a twin of the tokenizer that has no normalizer and only splits at spaces, before
-the same WordPiece, truncation and pair template. ASCII text takes two C-speed calls (``str.lower``, then
-``str.translate``); text that also holds Latin-1 Supplement, Latin Extended-A or General Punctuation characters
-(accents, curly quotes, dashes, no-break and zero-width spaces, soft hyphens) takes a second table.
+space, set apart (punctuation; CJK ideographs), or kept as (its normalized form in) a word. So a text can be
+prepared with ``str.translate`` and handed to a twin of the tokenizer that has no normalizer and only splits at
+spaces, before the same WordPiece, truncation and pair template. ASCII text takes two C-speed calls
+(``str.lower``, then ``str.translate``); other text two table translations.
 
 Nothing is assumed about a character: what each one becomes is asked of the tokenizer's own normalizer and
-pre-tokenizer when the model loads (a tokenizer whose ASCII behaviour differs from BERT's gets no fast path).
-A text goes through the tokenizer itself when it holds any other character (CJK, Arabic, combining marks...),
-or when an added token such as ``[SEP]`` could match in it (added tokens are split out before normalization).
+pre-tokenizer (ASCII and the common Latin and punctuation blocks when the model loads, others the first time a
+text holds them), and a tokenizer whose ASCII reading is not BERT's gets no fast path. A text goes through the
+tokenizer itself when it holds a character whose reading depends on its neighbours (combining marks), or when an
+added token such as ``[SEP]`` could match in it (added tokens are split out before normalization).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import re
 import string
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 from tokenizers import Encoding, Tokenizer, models, normalizers, pre_tokenizers
@@ -34,7 +33,10 @@ _SPACING = str.maketrans(
     {space: " " for space in ASCII_WHITESPACE} | {mark: f" {mark} " for mark in string.punctuation}
 )
 
-Reading = Literal["dropped", "space", "punctuation", "word"]
+Reading = Literal["dropped", "space", "punctuation", "isolated", "word"]
+# Characters past the ones learned at load are learned as texts bring them, up to this many in all (a bound on
+# the tables' memory, about 2 MB, whatever callers send); texts with others take the tokenizer's own path.
+MAX_LEARNED_CHARACTERS = 16384
 
 
 class BatchEncoder:
@@ -60,20 +62,28 @@ def batch_encoder(tokenizer: Tokenizer) -> BatchEncoder:
 
 
 def read_character(tokenizer: Tokenizer, character: str) -> tuple[Reading, str] | None:
-    """How the tokenizer's normalizer and pre-tokenizer read one character; None when it is no single reading."""
+    """How the tokenizer's normalizer and pre-tokenizer read one character; None when it is no single reading.
+
+    "isolated" is a character the normalizer itself sets apart with spaces (BERT's CJK ideographs).
+    """
     if tokenizer.normalizer is None or tokenizer.pre_tokenizer is None:
         return None
     normalized = tokenizer.normalizer.normalize_str(character)
     if not normalized:
         return "dropped", ""
     pieces = [piece for piece, _ in tokenizer.pre_tokenizer.pre_tokenize_str(f"a{normalized}a")]
+    kind: Reading
     if pieces == ["a", "a"]:
-        return "space", " "
-    if pieces == ["a", normalized, "a"] and len(normalized) == 1:
-        return "punctuation", normalized
-    if pieces == [f"a{normalized}a"]:
-        return "word", normalized
-    return None
+        kind, normalized = "space", " "
+    elif pieces == ["a", normalized, "a"] and len(normalized) == 1:
+        kind = "punctuation"
+    elif pieces == ["a", normalized.strip(), "a"] and normalized == f" {normalized.strip()} ":
+        kind = "isolated"
+    elif pieces == [f"a{normalized}a"]:
+        kind = "word"
+    else:
+        return None
+    return kind, normalized
 
 
 def bert_ascii_reading(character: str, lowercase: bool) -> tuple[Reading, str]:
@@ -87,32 +97,50 @@ def bert_ascii_reading(character: str, lowercase: bool) -> tuple[Reading, str]:
     return "word", character.lower() if lowercase else character
 
 
-@dataclass(frozen=True)
 class CharacterTables:
-    """str.translate tables for text past ASCII: each character normalized, then its punctuation set apart."""
+    """str.translate tables for text past ASCII: what the twin reads for each character, and its normalized form.
 
-    normalize: dict[int, str]
-    spacing: dict[int, str]
-    unknown: re.Pattern[str]  # a character outside ASCII and the learned ones
+    ASCII, Latin-1 Supplement, Latin Extended-A and General Punctuation are learned when the model loads; any
+    other character the first time a batch of texts holds it (about 3 us each), up to MAX_LEARNED_CHARACTERS.
+    Both tables hold every learned character, identity included: a key missing from a translate table costs a
+    raised and cleared KeyError per character, five times the lookup.
+    """
 
-    @classmethod
-    def from_readings(cls, readings: dict[int, tuple[Reading, str] | None]) -> CharacterTables:
-        normalize: dict[int, str] = {}
-        spacing: dict[int, str] = {}
-        known: list[str] = []
+    def __init__(self, tokenizer: Tokenizer, readings: dict[int, tuple[Reading, str] | None]) -> None:
+        self._tokenizer = tokenizer
+        self.prepare: dict[int, str] = {}
+        self.normalize: dict[int, str] = {}
+        self._seen: set[str] = set()
+        self.unknown = re.compile("[^\\x00-\\x7f]")  # a character outside the learned ones
+        self._add(readings)
+
+    def covers(self, text: str) -> bool:
+        """Whether every character of text has a learned reading."""
+        return self.unknown.search(text) is None
+
+    def learn_from(self, texts: Sequence[str]) -> None:
+        """Learn the characters of these texts not seen before, all at once (one new pattern per batch)."""
+        new: set[str] = set()
+        for text in texts:
+            if self.unknown.search(text) is not None:
+                new.update(character for character in set(text) if character not in self._seen)
+        room = MAX_LEARNED_CHARACTERS - len(self._seen)
+        if new and room > 0:
+            self._add({ord(character): self._read(character) for character in sorted(new)[:room]})
+
+    def _read(self, character: str) -> tuple[Reading, str] | None:
+        return read_character(self._tokenizer, character) if _composable(character) else None
+
+    def _add(self, readings: dict[int, tuple[Reading, str] | None]) -> None:
         for code, reading in readings.items():
-            character = chr(code)
-            # NFD (accent stripping) decomposes the whole text: safe per character only for a starter that
-            # decomposes into a starter and marks, which never reorder across characters.
-            if reading is None or unicodedata.combining(unicodedata.normalize("NFD", character)[0]):
+            self._seen.add(chr(code))
+            if reading is None or not _composable(chr(code)):
                 continue
             kind, normalized = reading
-            known.append(character)
-            if normalized != character:
-                normalize[code] = normalized
-            if kind == "punctuation":
-                spacing[ord(normalized)] = f" {normalized} "
-        return cls(normalize, spacing, re.compile(f"[^{_character_ranges(known)}]"))
+            self.normalize[code] = normalized
+            self.prepare[code] = f" {normalized} " if kind == "punctuation" else normalized
+        # Assigned last and whole: a text in another thread sees the old pattern or the new one.
+        self.unknown = re.compile(f"[^{_character_ranges([chr(code) for code in sorted(self.prepare)])}]")
 
 
 class WordPieceFastPath(BatchEncoder):
@@ -154,7 +182,7 @@ class WordPieceFastPath(BatchEncoder):
         # conservative test: a false alarm only means the tokenizer's own path). A token past ASCII could only
         # match text past ASCII: such text then always takes the tokenizer's own path.
         printable_ascii = [content for content in contents if content.isascii() and content.isprintable()]
-        tables = CharacterTables.from_readings(readings) if len(printable_ascii) == len(contents) else None
+        tables = CharacterTables(tokenizer, readings) if len(printable_ascii) == len(contents) else None
         folded = sorted({content.lower() if lowercase else content for content in printable_ascii})
         return cls(tokenizer, lowercase=lowercase, added_tokens=folded, tables=tables)
 
@@ -175,15 +203,21 @@ class WordPieceFastPath(BatchEncoder):
             # character: the normalizer drops those, which could join two words or form an added token.
             return prepared if prepared.isprintable() else None
         tables = self._tables
-        if tables is None or tables.unknown.search(text) is not None:
+        if tables is None or not tables.covers(text):
             return None
-        normalized = text.translate(tables.normalize)
-        if self._may_hold_added_token(normalized):
+        prepared = text.translate(tables.prepare)
+        # The prepared text holds the normalized text's characters (and spaces): only when it holds a token's
+        # first character is the normalized text itself searched.
+        if any(first in prepared for first in self._first_characters) and self._may_hold_added_token(
+            text.translate(tables.normalize)
+        ):
             return None
-        return normalized.translate(tables.spacing)
+        return prepared
 
     def encode_pairs(self, query: str, passages: Sequence[str]) -> list[Encoding]:
         """``tokenizer.encode_batch_fast([(query, passage), ...])``, the pairs it can prepare through the twin."""
+        if self._tables is not None:
+            self._tables.learn_from([query, *passages])
         prepared_query = self.prepare(query)
         if prepared_query is None:
             return self._tokenizer.encode_batch_fast([(query, passage) for passage in passages])
@@ -196,6 +230,8 @@ class WordPieceFastPath(BatchEncoder):
 
     def encode_texts(self, texts: Sequence[str], *, add_special_tokens: bool) -> list[Encoding]:
         """``tokenizer.encode_batch_fast(texts, add_special_tokens=...)``, the texts it can prepare through the twin."""
+        if self._tables is not None:
+            self._tables.learn_from(texts)
         return _route(
             [self.prepare(text) for text in texts],
             lambda fast: self._twin.encode_batch_fast(fast, add_special_tokens=add_special_tokens),
@@ -203,6 +239,18 @@ class WordPieceFastPath(BatchEncoder):
                 [texts[index] for index in slow], add_special_tokens=add_special_tokens
             ),
         )
+
+
+def _composable(character: str) -> bool:
+    """Whether a character's reading holds wherever it stands in a text.
+
+    NFD (accent stripping) decomposes the whole text and reorders runs of combining marks: safe per character
+    only for a starter that decomposes into a starter and marks. A character this Python does not know (category
+    Cn) could be a mark of a newer Unicode version than unicodedata's: refused too.
+    """
+    return unicodedata.category(character) != "Cn" and not unicodedata.combining(
+        unicodedata.normalize("NFD", character)[0]
+    )
 
 
 def _character_ranges(characters: Sequence[str]) -> str:

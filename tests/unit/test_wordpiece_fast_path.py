@@ -11,6 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from tokenizers import AddedToken, Encoding, Tokenizer
 
+from reranker import wordpiece_fast_path
 from reranker.engine import load_tokenizer
 from reranker.wordpiece_fast_path import LEARNED_CODES, BatchEncoder, WordPieceFastPath, batch_encoder
 from tests.models import FAMILY_NAMES, MODEL_NAME, fixture_model
@@ -24,10 +25,14 @@ _WORDS = st.sampled_from(
      "[UNK]", "##ing", "foo", "FOO", "naïve", "東京", "Ω", "\ufffd", "a\x00b", "c\x0bd", "\x7f", "don't"]
 )  # fmt: skip
 _ASCII = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=80)
-# The learned characters, and neighbours it must refuse: combining marks, Greek (final sigma), CJK, Arabic, emoji.
+# The characters learned at load, others learned on first sight (CJK, Hangul, Greek with its final sigma, Arabic,
+# emoji, any code point) and the ones it must refuse (combining marks).
 _PAST_ASCII = st.text(
     alphabet=st.sampled_from([chr(code) for code in LEARNED_CODES])
-    | st.sampled_from(["\u0301", "\u0308", "Σ", "ς", "東", "ب", "\U0001f600", "\u3000", "\ufeff", "\u2070"]),
+    | st.sampled_from(
+        ["\u0301", "\u0308", "Σ", "ς", "東", "ب", "\U0001f600", "\u3000", "\ufeff", "\u2070", "한"]
+    )
+    | st.characters(exclude_categories=("Cs",)),  # anything else: learned on first sight, or refused
     max_size=20,
 )
 _GAPS = st.sampled_from([" ", "\t", "\n", "\r\n", "", "  ", "\x0c", *string.punctuation])
@@ -99,7 +104,12 @@ def test_texts_encode_exactly_as_the_tokenizer_does(
         ("Plain ASCII, with punctuation!", True),
         ("naïve café, “quoted” — dashed…", True),  # learned from the tokenizer when the model loads
         ("soft\u00adhyphen and\u00a0no-break space", True),
-        ("東京", False),  # CJK, Arabic and other scripts keep the tokenizer's own normalizer
+        (
+            "東京タワー, 한국어, ελληνικά ΣΣ, русский, العربية 😀",
+            True,
+        ),  # learned the first time they are seen
+        ("Σ\u0301", False),  # a combining mark: accent stripping decomposes and reorders across characters
+        ("x\U0001d16d\U0001d165y", False),  # two spacing marks (Mc) that NFD swaps: never read one by one
         ("e\u0301", False),  # a combining mark: accent stripping decomposes and reorders across characters
         ("a\x00b", False),  # the normalizer drops control characters, which could join what they separate
         ("before [SEP] after", False),  # an added token is split out before normalization
@@ -108,7 +118,9 @@ def test_texts_encode_exactly_as_the_tokenizer_does(
     ],
 )
 def test_what_the_fast_path_takes(text: str, taken: bool) -> None:
-    assert (fast_path("uncased").prepare(text) is not None) is taken
+    encoder = fast_path("uncased")
+    same(encoder.encode_texts([text], add_special_tokens=True), encoder.tokenizer.encode_batch([text]))
+    assert (encoder.prepare(text) is not None) is taken
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -135,6 +147,19 @@ def test_a_tokenizer_that_reads_ascii_differently_gets_no_fast_path() -> None:
     assert type(batch_encoder(Tokenizer.from_str(json.dumps(config)))) is BatchEncoder
 
 
+def test_learning_stops_at_its_bound_and_the_rest_takes_the_tokenizers_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    encoder = batch_encoder(load_tokenizer(fixture_model("int8"), 512)[0])
+    assert isinstance(encoder, WordPieceFastPath)
+    monkeypatch.setattr(wordpiece_fast_path, "MAX_LEARNED_CHARACTERS", len(encoder._tables._seen) + 2)
+    same(encoder.encode_texts(["東京"], add_special_tokens=True), encoder.tokenizer.encode_batch(["東京"]))
+    assert encoder.prepare("東京") is not None  # two new characters: room for both
+    texts = ["東京", "大阪", "東京大阪"]
+    same(encoder.encode_texts(texts, add_special_tokens=True), encoder.tokenizer.encode_batch(texts))
+    assert encoder.prepare("大阪") is None  # no room left: the tokenizer's own path
+
+
 def test_only_bert_wordpiece_pipelines_get_the_fast_path() -> None:
     kinds = {
         family: type(batch_encoder(load_tokenizer(fixture_model("int8", family), 512)[0]))
@@ -156,3 +181,19 @@ def test_a_truncated_pair_keeps_the_query_and_the_passage_head() -> None:
     got = fast_path("uncased").encode_pairs(query, [passage])[0]
     assert got.ids == tokenizer("uncased").encode(query, passage).ids
     assert len(got.ids) == 48 and got.overflowing
+
+
+@pytest.mark.parametrize("variant", ["uncased", "cased"])
+def test_every_character_of_the_basic_multilingual_plane(
+    variant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every code point outside the surrogates, alone and between neighbours it could merge with, learned or
+    # refused: the fast path's tokens are the tokenizer's for each.
+    monkeypatch.setattr(wordpiece_fast_path, "MAX_LEARNED_CHARACTERS", 0x10000)
+    encoder = batch_encoder(Tokenizer.from_str(tokenizer(variant, 512).to_str()))
+    characters = [chr(code) for code in range(0x10000) if not 0xD800 <= code <= 0xDFFF]
+    texts = [f"x{character}y {character}{character} É{character}" for character in characters]
+    same(
+        encoder.encode_texts(texts, add_special_tokens=False),
+        encoder.tokenizer.encode_batch(texts, add_special_tokens=False),
+    )
