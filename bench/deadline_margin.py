@@ -65,31 +65,8 @@ def tokenize_ms(engine: Any, passages: int, runs: int) -> float:
     return statistics.median(timings)
 
 
-def long_passages_ms(engine: Any, runs: int) -> tuple[float, float]:
-    """Medians: 50 passages of 16,384 characters through the engine's tokenizing (pre-cut), and through the
-    tokenizer whole."""
-    from tools.fixture_model.corpus import CorpusGenerator
-
-    filler = " ".join(CorpusGenerator(seed=3).request(20).passages)
-    passages = [(filler[index:] + filler)[:16384] for index in range(0, 50 * 97, 97)]
-    query = "how long does a long passage take to tokenize"
-    ours, whole = [], []
-    for _ in range(runs):
-        started = time.perf_counter()
-        engine.tokenization.encode(query, passages, "truncate")
-        ours.append((time.perf_counter() - started) * 1000)
-        started = time.perf_counter()
-        engine.tokenization.tokenizer.encode_batch_fast([(query, passage) for passage in passages])
-        whole.append((time.perf_counter() - started) * 1000)
-    return statistics.median(ours), statistics.median(whole)
-
-
-def accented_passages_ms(engine: Any, runs: int) -> tuple[float, float]:
-    """Medians: 50 passages past ASCII through the engine's tokenizing, and through the tokenizer itself."""
-    french = "Le café de la Société Générale, « très » naïf, à côté de l\u2019église Saint-Étienne. "
-    curly = "The company\u2019s \u201cnew\u201d model\u2014released in 2024\u2014isn\u2019t cheap\u2026 "
-    passages = [((french if index % 2 else curly) * 20)[index : index + 1100] for index in range(50)]
-    query = "où est l\u2019église"
+def against_the_tokenizer_ms(engine: Any, query: str, passages: list[str], runs: int) -> tuple[float, float]:
+    """Medians: the passages through the engine's tokenizing, and (query, passage) pairs through the tokenizer."""
     engine.tokenization.encode(
         query, passages, "truncate"
     )  # characters past the load-time blocks: learned once
@@ -102,6 +79,21 @@ def accented_passages_ms(engine: Any, runs: int) -> tuple[float, float]:
         engine.tokenization.tokenizer.encode_batch_fast([(query, passage) for passage in passages])
         theirs.append((time.perf_counter() - started) * 1000)
     return statistics.median(ours), statistics.median(theirs)
+
+
+def long_passages(query: str = "how long does a long passage take to tokenize") -> tuple[str, list[str]]:
+    """50 passages of 16,384 characters (the engine cuts them before tokenizing)."""
+    from tools.fixture_model.corpus import CorpusGenerator
+
+    filler = " ".join(CorpusGenerator(seed=3).request(20).passages)
+    return query, [(filler[index:] + filler)[:16384] for index in range(0, 50 * 97, 97)]
+
+
+def accented_passages(query: str = "où est l\u2019église") -> tuple[str, list[str]]:
+    """50 passages past ASCII: French, and English with curly quotes and dashes."""
+    french = "Le café de la Société Générale, « très » naïf, à côté de l\u2019église Saint-Étienne. "
+    curly = "The company\u2019s \u201cnew\u201d model\u2014released in 2024\u2014isn\u2019t cheap\u2026 "
+    return query, [((french if index % 2 else curly) * 20)[index : index + 1100] for index in range(50)]
 
 
 def main() -> int:
@@ -122,11 +114,11 @@ def main() -> int:
     print(f"margin left at 700 ms, 1000 x 3900 chars: median {statistics.median(left)} ms, runs {left}")
     for passages in (50, 100):
         print(f"tokenize {passages} passages: median {tokenize_ms(engine, passages, 20):.2f} ms")
-    ours, theirs = accented_passages_ms(engine, 15)
+    ours, theirs = against_the_tokenizer_ms(engine, *accented_passages(), 15)
     print(
         f"tokenize 50 French / curly-quoted passages: median {ours:.2f} ms (the tokenizer itself {theirs:.2f} ms)"
     )
-    ours, whole = long_passages_ms(engine, 15)
+    ours, whole = against_the_tokenizer_ms(engine, *long_passages(), 15)
     print(
         f"tokenize 50 passages of 16,384 characters: median {ours:.1f} ms (the tokenizer on whole texts {whole:.1f} ms)"
     )

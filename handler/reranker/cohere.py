@@ -152,9 +152,8 @@ class DocumentTrimmer:
 
     def __init__(self, pairs: PairTokenizer) -> None:
         self._pairs = pairs
-        self._tokenizer = (
-            pairs.passage_batches().tokenizer
-        )  # its own normalizer: offsets must cut the raw text
+        # The tokenizer itself, not the fast path's twin: offsets must cut the raw text.
+        self._tokenizer = pairs.passage_batches().tokenizer
         self.max_length = pairs.max_length
 
     @classmethod

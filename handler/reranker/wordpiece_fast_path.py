@@ -122,14 +122,12 @@ class CharacterTables:
         """Learn the characters of these texts not seen before, all at once (one new pattern per batch)."""
         new: set[str] = set()
         for text in texts:
-            if self.unknown.search(text) is not None:
+            if not text.isascii() and self.unknown.search(text) is not None:
                 new.update(character for character in set(text) if character not in self._seen)
         room = MAX_LEARNED_CHARACTERS - len(self._seen)
         if new and room > 0:
-            self._add({ord(character): self._read(character) for character in sorted(new)[:room]})
-
-    def _read(self, character: str) -> tuple[Reading, str] | None:
-        return read_character(self._tokenizer, character) if _composable(character) else None
+            chosen = sorted(new)[:room]
+            self._add({ord(character): read_character(self._tokenizer, character) for character in chosen})
 
     def _add(self, readings: dict[int, tuple[Reading, str] | None]) -> None:
         for code, reading in readings.items():
