@@ -165,8 +165,8 @@ class Settings:
     long_documents: LongDocuments = setting(
         "LONG_DOCUMENTS",
         "truncate",
-        "long passages: `truncate` scores the first tokens, `window` scores overlapping windows and keeps the "
-        "best (requests may choose per call)",
+        "long passages: `truncate` scores the first ENGINE_MAX_LENGTH tokens of query + passage, `window` "
+        "scores overlapping windows and keeps the best (a request may choose its own)",
     )
     window_max_per_passage: int = setting(
         "WINDOW_MAX_PER_PASSAGE", 8, "windows scored per passage at most in `window` mode"
