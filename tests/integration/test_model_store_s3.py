@@ -30,7 +30,10 @@ from reranker.errors import (
     ModelUnavailable,
     UnsafeModelArchive,
 )
-from reranker.model_store import MANIFEST_FILE, create_s3_client, locate_model
+from reranker.model_cache import MANIFEST_FILE
+from reranker.model_store import locate_model
+from reranker.observability import SERVICE_NAME
+from reranker.s3_download import create_s3_client
 from tests.fault_proxy import Fault, FaultProxy, cut_body, server_error, slow_down, stall_body, trickle_body
 
 REPO = Path(__file__).resolve().parents[2]
@@ -429,7 +432,8 @@ def test_client_makes_one_request_per_call_with_the_given_timeouts(aws_env: Any,
 
 
 def retry_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [record.getMessage() for record in caplog.records if record.name == "reranker.model_store"]
+    """The store's log lines: they go through the one Powertools logger, named after the service."""
+    return [record.getMessage() for record in caplog.records if record.name == SERVICE_NAME]
 
 
 @pytest.mark.parametrize(
