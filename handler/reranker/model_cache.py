@@ -90,7 +90,7 @@ class ModelCache:
             staging = work / "entry"
             extracted = self._extract(archive, staging / "model")
             archive.unlink()
-            self._write_manifest(staging, extracted)
+            write_manifest(staging, extracted, archive_sha256=self._sha256, source=self._uri)
             return Fetched(self._publish(staging, extracted), "s3", downloaded, attempts)
         except OSError as exc:
             raise self._write_error(exc) from exc
@@ -98,38 +98,9 @@ class ModelCache:
             # A partial download (any failed attempt) lives only here and is never published.
             shutil.rmtree(work, ignore_errors=True)
 
-    def check_entry(self) -> tuple[Path | None, str]:  # noqa: PLR0911 - one return per defect
-        """(model folder, "") when every file matches the manifest, else (None, why not)."""
-        try:
-            manifest = json.loads((self._entry / MANIFEST_FILE).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None, "no manifest"
-        except (OSError, ValueError) as exc:
-            return None, f"unreadable manifest ({exc})"
-        try:
-            if manifest["format"] != MANIFEST_FORMAT or manifest["archive_sha256"] != self._sha256:
-                return None, "manifest of another format or archive"
-            files = [
-                (str(item["path"]), int(item["size"]), str(item["sha256"])) for item in manifest["files"]
-            ]
-            model_folder = self._entry / str(manifest["model_folder"])
-        except (KeyError, TypeError, ValueError):
-            return None, "malformed manifest"
-        if not model_folder.resolve().is_relative_to(self._entry.resolve()) or not model_folder.is_dir():
-            return None, "manifest names no model folder inside the entry"
-        for relative, size, digest in files:
-            path = self._entry / relative
-            try:
-                if path.is_symlink() or path.stat().st_size != size:
-                    return None, f"{relative} has the wrong size"
-                # Full hash on purpose: ~1 ms per MB (bench/model_sources.py) on a path that runs once per
-                # cold start, and it warms the page cache the engine reads next; a size check alone
-                # misses a zeroed or flipped block.
-                if sha256_file(path) != digest:
-                    return None, f"{relative} has the wrong sha256"
-            except OSError:
-                return None, f"{relative} is missing"
-        return model_folder, ""
+    def check_entry(self) -> tuple[Path | None, str]:
+        """(model folder, "") when the entry's files all match its manifest, else (None, why not)."""
+        return check_manifest(self._entry, self._sha256)
 
     # --- the entry and the lock ----------------------------------------------------------------------
 
@@ -202,19 +173,6 @@ class ModelCache:
             label=self._uri,
         )
 
-    def _write_manifest(self, staging: Path, extracted: ExtractedArchive) -> None:
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "archive_sha256": self._sha256,
-            "source": self._uri,
-            "model_folder": f"model/{extracted.top_folder}",
-            "files": [
-                {"path": f"model/{member.path}", "size": member.size, "sha256": member.sha256}
-                for member in extracted.members
-            ],
-        }
-        (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-
     def _publish(self, staging: Path, extracted: ExtractedArchive) -> Path:
         try:
             staging.rename(self._entry)
@@ -235,3 +193,53 @@ class ModelCache:
             f"({os.strerror(exc.errno) if exc.errno else type(exc).__name__}); point {MODEL_CACHE_DIR} at a "
             "writable directory"
         )
+
+
+# --- the manifest ---------------------------------------------------------------------------------------
+
+
+def write_manifest(staging: Path, extracted: ExtractedArchive, *, archive_sha256: str, source: str) -> None:
+    """The entry's manifest, written last: every extracted file with its size and sha256."""
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "archive_sha256": archive_sha256,
+        "source": source,
+        "model_folder": f"model/{extracted.top_folder}",
+        "files": [
+            {"path": f"model/{member.path}", "size": member.size, "sha256": member.sha256}
+            for member in extracted.members
+        ],
+    }
+    (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+
+
+def check_manifest(entry: Path, archive_sha256: str) -> tuple[Path | None, str]:  # noqa: PLR0911 - one return per defect
+    """(model folder, "") when every file of ``entry`` matches its manifest, else (None, why not)."""
+    try:
+        manifest = json.loads((entry / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, "no manifest"
+    except (OSError, ValueError) as exc:
+        return None, f"unreadable manifest ({exc})"
+    try:
+        if manifest["format"] != MANIFEST_FORMAT or manifest["archive_sha256"] != archive_sha256:
+            return None, "manifest of another format or archive"
+        files = [(str(item["path"]), int(item["size"]), str(item["sha256"])) for item in manifest["files"]]
+        model_folder = entry / str(manifest["model_folder"])
+    except (KeyError, TypeError, ValueError):
+        return None, "malformed manifest"
+    if not model_folder.resolve().is_relative_to(entry.resolve()) or not model_folder.is_dir():
+        return None, "manifest names no model folder inside the entry"
+    for relative, size, digest in files:
+        path = entry / relative
+        try:
+            if path.is_symlink() or path.stat().st_size != size:
+                return None, f"{relative} has the wrong size"
+            # Full hash on purpose: ~1 ms per MB (bench/model_sources.py) on a path that runs once per
+            # cold start, and it warms the page cache the engine reads next; a size check alone
+            # misses a zeroed or flipped block.
+            if sha256_file(path) != digest:
+                return None, f"{relative} has the wrong sha256"
+        except OSError:
+            return None, f"{relative} is missing"
+    return model_folder, ""
