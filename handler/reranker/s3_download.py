@@ -134,13 +134,13 @@ class S3ArchiveDownload:
         attempt = 0
         while True:
             attempt += 1
+            connect_timeout, read_timeout = self._attempt_timeouts()
             client = self._client
             if client is None:
                 import botocore.session
 
                 # One session for every attempt: the second client reuses its loaded service model.
                 session = session or botocore.session.get_session()
-                connect_timeout, read_timeout = self._attempt_timeouts()
                 client = create_s3_client(
                     self._settings,
                     connect_timeout=connect_timeout,
