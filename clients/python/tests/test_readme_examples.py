@@ -38,7 +38,9 @@ def test_the_api_guide_section_shows_every_example_verbatim() -> None:
 
     assert {path.name for path in examples} == set(EXPECTED_LAST_LINE)
     for path in examples:
-        assert path.read_text(encoding="utf-8") in blocks, f"docs/api.md {SECTION!r} lacks {path.name} verbatim"
+        assert path.read_text(encoding="utf-8") in blocks, (
+            f"docs/api.md {SECTION!r} lacks {path.name} verbatim"
+        )
 
 
 def test_the_client_readme_shows_the_client_example_verbatim() -> None:
