@@ -12,6 +12,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from reranker.config import Settings
 from reranker.errors import ModelFileInvalid
 from reranker.logits import logits_to_scores, raw_logits, sigmoid
 from reranker.model_files import DYNAMIC_QUANTIZATION_OPS, check_outputs, find_onnx_file, load_tokenizer
@@ -29,15 +30,15 @@ __all__ = [
 
 @dataclass(frozen=True)
 class EngineOptions:
-    max_length: int = 512
-    schedule: Schedule = "auto"
-    batch_size: int = 8
-    intra_op_threads: int = 1
+    max_length: int = Settings.engine_max_length
+    schedule: Schedule = Settings.engine_schedule
+    batch_size: int = Settings.engine_batch_size
+    intra_op_threads: int = Settings.ort_intra_op_threads
     # Model runs in flight at once, each on its own thread (onnxruntime releases the GIL while it runs).
-    parallel_runs: int = 1
-    long_documents: LongDocuments = "truncate"
-    window_max_per_passage: int = 8
-    window_overlap_tokens: int = 64
+    parallel_runs: int = Settings.engine_parallel_runs
+    long_documents: LongDocuments = Settings.long_documents
+    window_max_per_passage: int = Settings.window_max_per_passage
+    window_overlap_tokens: int = Settings.window_overlap_tokens
 
 
 @dataclass(frozen=True)
