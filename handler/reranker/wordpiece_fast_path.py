@@ -11,7 +11,9 @@ Nothing is assumed about a character: what each one becomes is asked of the toke
 pre-tokenizer (ASCII and the common Latin and punctuation blocks when the model loads, others the first time a
 text holds them), and a tokenizer whose ASCII reading is not BERT's gets no fast path. A text goes through the
 tokenizer itself when it holds a character whose reading depends on its neighbours (combining marks), or when an
-added token such as ``[SEP]`` could match in it (added tokens are split out before normalization).
+added token could match in it: one added with ``normalized=False`` (``[SEP]``) where the raw text holds it, one
+added with ``normalized=True`` where the normalized text holds its content as the normalizer reads it (an added
+"résumé" matches "RESUME" in an uncased model).
 """
 
 from __future__ import annotations
@@ -141,6 +143,79 @@ class CharacterTables:
         self.unknown = re.compile(f"[^{_character_ranges([chr(code) for code in sorted(self.prepare)])}]")
 
 
+class AddedTokenSearch:
+    """Where the fast path looks for the tokenizer's added tokens; a false alarm only costs the tokenizer's own path.
+
+    The tokenizer splits out a token added with ``normalized=False`` where the raw text holds its content, and one
+    added with ``normalized=True`` where the normalized text holds its content normalized: in an uncased model an
+    added "résumé" is "resume", and matches "RESUME". ASCII text, whose normalized form is ASCII, is searched case
+    folded for the ASCII ones. Other text: its normalized form for each normalized token and each printable ASCII
+    raw one (the normalizer reads those character by character, so the raw text holding one means the normalized
+    text holds it folded), its raw form for the other raw ones.
+    """
+
+    def __init__(
+        self, *, in_ascii: Sequence[str], in_normalized: Sequence[str], in_raw: Sequence[str]
+    ) -> None:
+        self.in_ascii = tuple(sorted(set(in_ascii)))
+        self.in_normalized = tuple(sorted(set(in_normalized)))
+        self.in_raw = tuple(sorted(set(in_raw)))
+        # A token's character is one quick scan; only texts holding one are searched for the tokens. A normalized
+        # form can start with a space (the normalizer sets CJK ideographs apart): its first other character is used.
+        self._ascii_firsts = tuple(sorted({needle[0] for needle in self.in_ascii}))
+        self._normalized_firsts = tuple(sorted({needle.strip()[0] for needle in self.in_normalized}))
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer: Tokenizer, *, lowercase: bool) -> AddedTokenSearch | None:
+        """The search for a BERT tokenizer's added tokens; None when one of them rules the fast path out."""
+        normalizer = tokenizer.normalizer
+        if normalizer is None:
+            return None
+        in_ascii: list[str] = []
+        in_normalized: list[str] = []
+        in_raw: list[str] = []
+        for token in tokenizer.get_added_tokens_decoder().values():
+            content = token.content
+            # One holding whitespace could match across the spaces the twin splits at.
+            if not content.strip() or content != "".join(content.split()):
+                return None
+            if token.normalized:
+                form = normalizer.normalize_str(content)
+                # One the normalizer erases is left to the tokenizer (which splits text oddly around it, or
+                # panics); an ASCII form is searched for in ASCII text before tabs and newlines become spaces.
+                if not form.strip() or (form.isascii() and form != "".join(form.split())):
+                    return None
+                in_normalized.append(form)
+                if form.isascii():
+                    in_ascii.append(form)
+            elif content.isascii():
+                folded = content.lower() if lowercase else content
+                in_ascii.append(folded)
+                if content.isprintable():
+                    in_normalized.append(folded)
+                else:
+                    in_raw.append(content)
+            else:
+                in_raw.append(content)
+        return cls(in_ascii=in_ascii, in_normalized=in_normalized, in_raw=in_raw)
+
+    def may_be_in_ascii(self, folded: str) -> bool:
+        """Whether an added token could match in an ASCII text, given case folded as the model folds it."""
+        return any(first in folded for first in self._ascii_firsts) and any(
+            needle in folded for needle in self.in_ascii
+        )
+
+    def may_be_in(self, text: str, prepared: str, normalize: dict[int, str]) -> bool:
+        """Whether an added token could match in a text past ASCII, ``prepared`` by the tables holding ``normalize``."""
+        # The prepared text holds the normalized text's characters (and spaces): only when it holds a character
+        # of a token is the normalized text made and searched.
+        if any(first in prepared for first in self._normalized_firsts):
+            normalized = text.translate(normalize)
+            if any(needle in normalized for needle in self.in_normalized):
+                return True
+        return any(needle in text for needle in self.in_raw)
+
+
 class WordPieceFastPath(BatchEncoder):
     """Encodes through the twin what it can prove the tokenizer would encode the same way; the rest as before."""
 
@@ -149,13 +224,12 @@ class WordPieceFastPath(BatchEncoder):
         tokenizer: Tokenizer,
         *,
         lowercase: bool,
-        added_tokens: Sequence[str],
-        tables: CharacterTables | None,
+        added_tokens: AddedTokenSearch,
+        tables: CharacterTables,
     ) -> None:
         super().__init__(tokenizer)
         self._lowercase = lowercase
-        self._added_tokens = tuple(added_tokens)
-        self._first_characters = tuple(sorted({content[0] for content in self._added_tokens}))
+        self._added_tokens = added_tokens
         self._tables = tables
         self._twin = _twin(tokenizer)
 
@@ -173,49 +247,31 @@ class WordPieceFastPath(BatchEncoder):
         readings = {code: read_character(tokenizer, chr(code)) for code in LEARNED_CODES}
         if any(readings[code] != bert_ascii_reading(chr(code), lowercase) for code in range(0x80)):
             return None
-        contents = [token.content for token in tokenizer.get_added_tokens_decoder().values()]
-        if any(not content.strip() or content != "".join(content.split()) for content in contents):
-            return None  # an added token holding whitespace could match across the spaces the twin splits at
-        # Lowercased contents find every ASCII token that could match the raw text or the normalized one (a
-        # conservative test: a false alarm only means the tokenizer's own path). A token past ASCII could only
-        # match text past ASCII: such text then always takes the tokenizer's own path.
-        printable_ascii = [content for content in contents if content.isascii() and content.isprintable()]
-        tables = CharacterTables(tokenizer, readings) if len(printable_ascii) == len(contents) else None
-        folded = sorted({content.lower() if lowercase else content for content in printable_ascii})
-        return cls(tokenizer, lowercase=lowercase, added_tokens=folded, tables=tables)
-
-    def _may_hold_added_token(self, text: str) -> bool:
-        # A token's first character is one quick scan; only texts holding one are searched for the tokens.
-        return any(first in text for first in self._first_characters) and any(
-            content in text for content in self._added_tokens
-        )
+        added_tokens = AddedTokenSearch.for_tokenizer(tokenizer, lowercase=lowercase)
+        if added_tokens is None:
+            return None
+        tables = CharacterTables(tokenizer, readings)
+        return cls(tokenizer, lowercase=lowercase, added_tokens=added_tokens, tables=tables)
 
     def prepare(self, text: str) -> str | None:
         """What the twin must read to give the tokenizer's tokens for ``text``; None when it cannot be proved."""
         if text.isascii():
             folded = text.lower() if self._lowercase else text
-            if self._may_hold_added_token(folded):
+            if self._added_tokens.may_be_in_ascii(folded):
                 return None
             prepared = folded.translate(_SPACING)
             # With tab, newline and return now spaces, ASCII text is printable unless it holds a control
             # character: the normalizer drops those, which could join two words or form an added token.
             return prepared if prepared.isprintable() else None
         tables = self._tables
-        if tables is None or not tables.covers(text):
+        if not tables.covers(text):
             return None
         prepared = text.translate(tables.prepare)
-        # The prepared text holds the normalized text's characters (and spaces): only when it holds a token's
-        # first character is the normalized text itself searched.
-        if any(first in prepared for first in self._first_characters) and self._may_hold_added_token(
-            text.translate(tables.normalize)
-        ):
-            return None
-        return prepared
+        return None if self._added_tokens.may_be_in(text, prepared, tables.normalize) else prepared
 
     def encode_pairs(self, query: str, passages: Sequence[str]) -> list[Encoding]:
         """``tokenizer.encode_batch_fast([(query, passage), ...])``, the pairs it can prepare through the twin."""
-        if self._tables is not None:
-            self._tables.learn_from([query, *passages])
+        self._tables.learn_from([query, *passages])
         prepared_query = self.prepare(query)
         if prepared_query is None:
             return self._tokenizer.encode_batch_fast([(query, passage) for passage in passages])
@@ -228,8 +284,7 @@ class WordPieceFastPath(BatchEncoder):
 
     def encode_texts(self, texts: Sequence[str], *, add_special_tokens: bool) -> list[Encoding]:
         """``tokenizer.encode_batch_fast(texts, add_special_tokens=...)``, the texts it can prepare through the twin."""
-        if self._tables is not None:
-            self._tables.learn_from(texts)
+        self._tables.learn_from(texts)
         return _route(
             [self.prepare(text) for text in texts],
             lambda fast: self._twin.encode_batch_fast(fast, add_special_tokens=add_special_tokens),

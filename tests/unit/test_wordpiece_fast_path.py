@@ -17,12 +17,23 @@ from reranker.wordpiece_fast_path import LEARNED_CODES, BatchEncoder, WordPieceF
 from tests.models import FAMILY_NAMES, MODEL_NAME, fixture_model
 
 # Every distinct WordPiece tokenizer among the fixtures (MiniLM-L-12 shares the nano's, the 3-logit model the
-# multilingual one), plus two variants the published models could have: cased, and an added plain word.
-VARIANTS = ("uncased", "multilingual", "cased", "added-word")
+# multilingual one), plus variants the published models could have: cased, an added plain word, and added tokens
+# past ASCII (a custom model's).
+VARIANTS = ("uncased", "multilingual", "cased", "added-word", "added-past-ascii")
+# Added tokens past ASCII: normalized ones match the normalized text as their content normalizes ("résumé" is
+# "resume" in an uncased model, "東京" is " 東  京 "), others the raw text (with a control character, too).
+PAST_ASCII_TOKENS = (
+    AddedToken("résumé", normalized=True),
+    AddedToken("東京", normalized=True),
+    AddedToken("ÆON", normalized=True),
+    AddedToken("Ωmega", normalized=False),
+    AddedToken("x\x07y", normalized=False),
+)
 
 _WORDS = st.sampled_from(
     ["the", "Quick", "BROWN", "fox's", "e-mail", "U.S.A.", "3.14", "x" * 120, "[CLS]", "[sep]", "[MASK]x",
-     "[UNK]", "##ing", "foo", "FOO", "naïve", "東京", "Ω", "\ufffd", "a\x00b", "c\x0bd", "\x7f", "don't"]
+     "[UNK]", "##ing", "foo", "FOO", "naïve", "東京", "Ω", "\ufffd", "a\x00b", "c\x0bd", "\x7f", "don't",
+     "résumé", "RESUME", "resumes", "Résumé", "ÆON", "æon", "aeon", "Ωmega", "ωMEGA", "x\x07y", "X\x07Y"]
 )  # fmt: skip
 _ASCII = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=80)
 # The characters learned at load, others learned on first sight (CJK, Hangul, Greek with its final sigma, Arabic,
@@ -58,6 +69,8 @@ def tokenizer(variant: str, max_length: int = 48) -> Tokenizer:
         loaded = Tokenizer.from_str(json.dumps(config))
     if variant == "added-word":
         loaded.add_tokens([AddedToken("foo", normalized=True)])
+    if variant == "added-past-ascii":
+        loaded.add_tokens(list(PAST_ASCII_TOKENS))
     return loaded
 
 
@@ -174,6 +187,37 @@ def test_an_added_token_holding_a_space_turns_the_fast_path_off() -> None:
     spaced, _ = load_tokenizer(fixture_model("int8"), 512)
     spaced.add_tokens([AddedToken("new york", normalized=True)])
     assert type(batch_encoder(spaced)) is BatchEncoder
+
+
+@pytest.mark.parametrize(("variant", "ascii_match"), [("uncased", True), ("cased", False)])
+def test_a_normalized_added_token_past_ascii_matches_as_the_normalizer_reads_it(
+    variant: str, ascii_match: bool
+) -> None:
+    # Uncased, "résumé" normalizes to "resume", which ASCII text can hold ("RESUME"); cased it stays "résumé".
+    own = Tokenizer.from_str(tokenizer(variant).to_str())
+    own.add_tokens([AddedToken("résumé", normalized=True)])
+    encoder = batch_encoder(own)
+    assert isinstance(encoder, WordPieceFastPath)
+    texts = ["RESUME", "my resume here", "resumes", "Résumé", "RÉSUMÉ, naïve", "a résumé, a CV", "my CV here"]
+    for add_special_tokens in (True, False):
+        same(
+            encoder.encode_texts(texts, add_special_tokens=add_special_tokens),
+            own.encode_batch(texts, add_special_tokens=add_special_tokens),
+        )
+    for query in ("RESUME", "what is a resume?", "what is a CV?", "a résumé, " * 30):
+        same(encoder.encode_pairs(query, texts), own.encode_batch([(query, text) for text in texts]))
+    assert (encoder.prepare("RESUME") is None) is ascii_match
+    assert (encoder.prepare("my resume here") is None) is ascii_match
+    assert encoder.prepare("a résumé, a CV") is None
+    assert encoder.prepare("my CV here") is not None and encoder.prepare("naïve CV") is not None
+
+
+def test_an_added_token_the_normalizer_erases_turns_the_fast_path_off() -> None:
+    erased, _ = load_tokenizer(fixture_model("int8"), 512)
+    erased.add_tokens(
+        [AddedToken("\u200b", normalized=True)]
+    )  # a zero-width space: dropped by the normalizer
+    assert type(batch_encoder(erased)) is BatchEncoder
 
 
 def test_a_truncated_pair_keeps_the_query_and_the_passage_head() -> None:
