@@ -18,7 +18,6 @@ added with ``normalized=True`` where the normalized text holds its content as th
 
 from __future__ import annotations
 
-import re
 import string
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -99,48 +98,67 @@ def bert_ascii_reading(character: str, lowercase: bool) -> tuple[Reading, str]:
     return "word", character.lower() if lowercase else character
 
 
+# What the prepare table gives a character it holds no reading for. The normalizer drops control characters, so
+# no prepared text holds one otherwise: one translate both prepares a text and tells whether it could.
+UNREADABLE = "\x00"
+
+
+class _PrepareTable(dict[int, str]):
+    """A str.translate table that gives UNREADABLE for a character it does not hold."""
+
+    def __missing__(self, code: int) -> str:
+        return UNREADABLE
+
+
 class CharacterTables:
     """str.translate tables for text past ASCII: what the twin reads for each character, and its normalized form.
 
     ASCII, Latin-1 Supplement, Latin Extended-A and General Punctuation are learned when the model loads; any
     other character the first time a batch of texts holds it (about 3 us each), up to MAX_LEARNED_CHARACTERS.
+    Learning a character adds it to the tables and nothing more, so it costs the same however many are known.
     Both tables hold every learned character, identity included: a key missing from a translate table costs a
-    raised and cleared KeyError per character, five times the lookup.
+    raised and cleared KeyError per character, five times the lookup (here a call of ``__missing__``, made only
+    for a character not learned yet). A learned character that cannot be read alone prepares as UNREADABLE.
     """
 
     def __init__(self, tokenizer: Tokenizer, readings: dict[int, tuple[Reading, str] | None]) -> None:
         self._tokenizer = tokenizer
-        self.prepare: dict[int, str] = {}
+        self.prepare: dict[int, str] = _PrepareTable()
         self.normalize: dict[int, str] = {}
         self._seen: set[str] = set()
-        self.unknown = re.compile("[^\\x00-\\x7f]")  # a character outside the learned ones
         self._add(readings)
 
-    def covers(self, text: str) -> bool:
-        """Whether every character of text has a learned reading."""
-        return self.unknown.search(text) is None
+    def prepared(self, text: str) -> str | None:
+        """``text.translate(self.prepare)``; None when a character of text has no learned reading."""
+        prepared = text.translate(self.prepare)
+        return None if UNREADABLE in prepared else prepared
 
-    def learn_from(self, texts: Sequence[str]) -> None:
-        """Learn the characters of these texts not seen before, all at once (one new pattern per batch)."""
+    def learn_from(self, texts: Sequence[str]) -> bool:
+        """Learn the characters of these texts not seen before, all at once; whether any was learned."""
+        room = MAX_LEARNED_CHARACTERS - len(self._seen)
+        if room <= 0:
+            return False
         new: set[str] = set()
         for text in texts:
-            if not text.isascii() and self.unknown.search(text) is not None:
-                new.update(character for character in set(text) if character not in self._seen)
-        room = MAX_LEARNED_CHARACTERS - len(self._seen)
-        if new and room > 0:
-            chosen = sorted(new)[:room]
-            self._add({ord(character): read_character(self._tokenizer, character) for character in chosen})
+            if not text.isascii():
+                new.update(text)
+        new.difference_update(self._seen)
+        if not new:
+            return False
+        chosen = sorted(new)[:room]
+        self._add({ord(character): read_character(self._tokenizer, character) for character in chosen})
+        return True
 
     def _add(self, readings: dict[int, tuple[Reading, str] | None]) -> None:
         for code, reading in readings.items():
+            if reading is None or not _composable(chr(code)) or UNREADABLE in reading[1]:
+                self.prepare[code] = UNREADABLE
+            else:
+                kind, normalized = reading
+                # The normalized form first: a text another thread prepares meanwhile has one for each character.
+                self.normalize[code] = normalized
+                self.prepare[code] = f" {normalized} " if kind == "punctuation" else normalized
             self._seen.add(chr(code))
-            if reading is None or not _composable(chr(code)):
-                continue
-            kind, normalized = reading
-            self.normalize[code] = normalized
-            self.prepare[code] = f" {normalized} " if kind == "punctuation" else normalized
-        # Assigned last and whole: a text in another thread sees the old pattern or the new one.
-        self.unknown = re.compile(f"[^{_character_ranges([chr(code) for code in sorted(self.prepare)])}]")
 
 
 class AddedTokenSearch:
@@ -263,19 +281,27 @@ class WordPieceFastPath(BatchEncoder):
             # With tab, newline and return now spaces, ASCII text is printable unless it holds a control
             # character: the normalizer drops those, which could join two words or form an added token.
             return prepared if prepared.isprintable() else None
-        tables = self._tables
-        if not tables.covers(text):
+        translated = self._tables.prepared(text)
+        if translated is None or self._added_tokens.may_be_in(text, translated, self._tables.normalize):
             return None
-        prepared = text.translate(tables.prepare)
-        return None if self._added_tokens.may_be_in(text, prepared, tables.normalize) else prepared
+        return translated
+
+    def _prepare_all(self, texts: Sequence[str]) -> list[str | None]:
+        """Each text prepared, after learning the characters these texts bring; None for the tokenizer's own path."""
+        prepared = [self.prepare(text) for text in texts]
+        refused = [text for text, ready in zip(texts, prepared, strict=True) if ready is None]
+        if refused and self._tables.learn_from(refused):
+            prepared = [
+                self.prepare(text) if ready is None else ready
+                for text, ready in zip(texts, prepared, strict=True)
+            ]
+        return prepared
 
     def encode_pairs(self, query: str, passages: Sequence[str]) -> list[Encoding]:
         """``tokenizer.encode_batch_fast([(query, passage), ...])``, the pairs it can prepare through the twin."""
-        self._tables.learn_from([query, *passages])
-        prepared_query = self.prepare(query)
+        prepared_query, *prepared = self._prepare_all([query, *passages])
         if prepared_query is None:
             return self._tokenizer.encode_batch_fast([(query, passage) for passage in passages])
-        prepared = [self.prepare(passage) for passage in passages]
         return _route(
             [None if text is None else (prepared_query, text) for text in prepared],
             self._twin.encode_batch_fast,
@@ -284,9 +310,8 @@ class WordPieceFastPath(BatchEncoder):
 
     def encode_texts(self, texts: Sequence[str], *, add_special_tokens: bool) -> list[Encoding]:
         """``tokenizer.encode_batch_fast(texts, add_special_tokens=...)``, the texts it can prepare through the twin."""
-        self._tables.learn_from(texts)
         return _route(
-            [self.prepare(text) for text in texts],
+            self._prepare_all(texts),
             lambda fast: self._twin.encode_batch_fast(fast, add_special_tokens=add_special_tokens),
             lambda slow: self._tokenizer.encode_batch_fast(
                 [texts[index] for index in slow], add_special_tokens=add_special_tokens
@@ -303,20 +328,6 @@ def _composable(character: str) -> bool:
     """
     return unicodedata.category(character) != "Cn" and not unicodedata.combining(
         unicodedata.normalize("NFD", character)[0]
-    )
-
-
-def _character_ranges(characters: Sequence[str]) -> str:
-    """A regex character class body for sorted characters, runs written as ranges (a quicker compile)."""
-    runs: list[list[int]] = []
-    for code in map(ord, characters):
-        if runs and runs[-1][1] == code - 1:
-            runs[-1][1] = code
-        else:
-            runs.append([code, code])
-    return "".join(
-        re.escape(chr(first)) if first == last else f"{re.escape(chr(first))}-{re.escape(chr(last))}"
-        for first, last in runs
     )
 
 
