@@ -97,6 +97,7 @@ def same(got: list[Encoding], expected: list[Encoding]) -> None:
 @given(query=TEXTS, passages=st.lists(TEXTS, min_size=1, max_size=5))
 @example(query="what is [SEP]?", passages=["[CLS] a", "plain text, here."])
 @example(query="Hello\tWORLD", passages=["a\x01b", "", "   ", "naïve café", "x" * 101])
+@example(query="RESUME", passages=["my resume here", "東京 ωMEGA Ωmega", "æon x\x07y", "Résumé: AEON"])
 def test_pairs_encode_exactly_as_the_tokenizer_does(variant: str, query: str, passages: list[str]) -> None:
     own = tokenizer(variant)
     same(fast_path(variant).encode_pairs(query, passages), own.encode_batch([(query, p) for p in passages]))
@@ -266,9 +267,8 @@ def test_a_normalized_added_token_past_ascii_matches_as_the_normalizer_reads_it(
 
 def test_an_added_token_the_normalizer_erases_turns_the_fast_path_off() -> None:
     erased, _ = load_tokenizer(fixture_model("int8"), 512)
-    erased.add_tokens(
-        [AddedToken("\u200b", normalized=True)]
-    )  # a zero-width space: dropped by the normalizer
+    # A zero-width space, which the normalizer drops (the tokenizer then splits text oddly, or panics).
+    erased.add_tokens([AddedToken("\u200b", normalized=True)])
     assert type(batch_encoder(erased)) is BatchEncoder
 
 
