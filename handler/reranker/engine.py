@@ -44,6 +44,8 @@ REQUIRED_JSON_FILES = ("config.json", "tokenizer_config.json", "special_tokens_m
 DYNAMIC_QUANTIZATION_OPS = (b"DynamicQuantizeLinear", b"MatMulInteger", b"DynamicQuantizeMatMul")
 # Output element types whose values logits_to_scores can read.
 SCORABLE_OUTPUT_TYPES = frozenset({"tensor(float)", "tensor(double)", "tensor(float16)"})
+# tools/fixture_model marks each model it generates in its config.json: random weights, scores that mean nothing.
+FIXTURE_CONFIG_KEY = "lambda_reranker_fixture"
 # Runs queued per worker thread: enough to keep it busy, few enough that should_stop() still bites.
 IN_FLIGHT_PER_WORKER = 4
 
@@ -140,6 +142,14 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(loaded, dict):
         raise ModelFileInvalid(f"model file {path.name} must hold a JSON object")
     return loaded
+
+
+def is_generated_fixture(model_dir: Path) -> bool:
+    """True for a model tools/fixture_model generated (its config.json says so), never guessed from the name."""
+    try:
+        return _read_json(model_dir / "config.json").get(FIXTURE_CONFIG_KEY) is True
+    except ModelFileInvalid:
+        return False
 
 
 def find_onnx_file(model_dir: Path) -> Path:
@@ -252,8 +262,10 @@ class CrossEncoder:
         options: EngineOptions,
         onnx_file: str,
         onnx_bytes: int = 0,
+        fixture: bool = False,
     ) -> None:
         self.name = name
+        self.fixture = fixture
         self.sha256 = sha256
         self.quantized = quantized
         self.options = options
@@ -308,6 +320,7 @@ class CrossEncoder:
             options=options,
             onnx_file=onnx_path.name,
             onnx_bytes=len(model_bytes),
+            fixture=is_generated_fixture(model_dir),
         )
 
     def describe(self) -> dict[str, object]:
@@ -317,6 +330,7 @@ class CrossEncoder:
             "onnx_bytes": self.onnx_bytes,
             "sha256": self.sha256,
             "quantized": self.quantized,
+            "fixture": self.fixture,
             "schedule": self.schedule,
             "max_length": self._max_length,
             "parallel_runs": self.options.parallel_runs,
