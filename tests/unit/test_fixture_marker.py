@@ -1,8 +1,9 @@
-"""A generated fixture model says so in its config.json, and the engine and /health report it."""
+"""A generated fixture model says so (config.json), /health and the local tools report it; the generator is quiet."""
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,8 @@ from reranker.engine import FIXTURE_CONFIG_KEY, CrossEncoder, is_generated_fixtu
 from tests.events import load_event
 from tests.models import FAMILY_NAMES, MODEL_NAME, fixture_model
 from tools.fixture_model import families
-from tools.invoke import LocalContext
+from tools.fixture_model.__main__ import marker_model, quantize, without_preprocessing_advice
+from tools.invoke import LocalContext, fixture_notice
 
 
 @pytest.fixture
@@ -75,3 +77,28 @@ def test_health_says_whether_the_model_is_a_generated_fixture(
     assert health_model(configure())["fixture"] is True
     assert health_model(configure(MODEL_DIR=str(unmarked_model)))["fixture"] is False
     configure(force=True)  # back to the fixture for the tests that follow in this worker
+
+
+def test_the_local_tools_warn_about_a_fixture_and_say_how_to_get_the_real_model(unmarked_model: Path) -> None:
+    notice = fixture_notice(fixture_model("int8"), "./dev demo events/direct-rerank.json")
+    assert notice is not None
+    assert "random weights" in notice
+    assert "scores mean nothing" in notice
+    assert "layer/README.md" in notice
+    assert "MODEL_ARCHIVE" in notice
+    assert "make -C layer build-ModelLayer" in notice
+    assert "./dev demo events/direct-rerank.json --model-dir " in notice
+    assert fixture_notice(unmarked_model, "./dev demo") is None
+    assert fixture_notice(None, "./dev demo") is None
+
+
+def test_quantizing_drops_onnxruntimes_preprocessing_advice_only(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    quantize(marker_model(1))
+    assert not [record for record in caplog.records if "pre-processing" in record.getMessage()]
+    with without_preprocessing_advice():
+        logging.warning("Please consider to run pre-processing before quantization.")
+        logging.warning("a real problem")
+    assert [record.getMessage() for record in caplog.records] == ["a real problem"]
+    logging.warning("Please consider to run pre-processing before quantization.")  # the filter is gone
+    assert len(caplog.records) == 2
