@@ -321,13 +321,22 @@ def measure_setting(vcpus: int, args: argparse.Namespace, trials: int) -> dict[i
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="./dev bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model-dir", type=Path, default=REPO / ".fixtures" / "int8" / MODEL_NAME)
-    parser.add_argument("--trials", type=int, default=30)
-    parser.add_argument("--cold-runs", type=int, default=7)
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=REPO / ".fixtures" / "int8" / MODEL_NAME,
+        help="a FlashRank model directory (default: the generated TinyBERT-L-2 fixture)",
+    )
+    parser.add_argument("--trials", type=int, default=30, help="warm trials per request size (default 30)")
+    parser.add_argument(
+        "--cold-runs", type=int, default=7, help="fresh processes per cold-start measurement (default 7)"
+    )
     parser.add_argument("--quick", action="store_true", help="5 trials, 3 cold runs")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--seed", type=int, default=42, help="seed of the generated warm requests (default 42)"
+    )
     parser.add_argument(
         "--sizes",
         type=lambda text: tuple(int(part) for part in text.split(",")),
@@ -341,8 +350,12 @@ def main(argv: list[str] | None = None) -> int:
         help="vCPU settings to measure, comma-separated (default 1,2)",
     )
     parser.add_argument("--worker-vcpus", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--plot", type=Path)
-    parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--plot", type=Path, help="write a latency plot (PNG) here, e.g. bench/out/latency.png"
+    )
+    parser.add_argument(
+        "--json", type=Path, help="write the results as JSON here, e.g. bench/out/results.json"
+    )
     args = parser.parse_args(argv)
     trials, cold_runs = (5, 3) if args.quick else (args.trials, args.cold_runs)
     if args.worker_vcpus is not None:  # the child of measure_setting
