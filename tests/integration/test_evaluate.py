@@ -332,6 +332,41 @@ def test_deadline_fallbacks_are_counted(
     assert report["reranked"] == report["baseline"]  # unscored passages come back in first-stage order
 
 
+# --- outputs ---------------------------------------------------------------------------------------------
+
+
+def test_json_and_plot_without_a_file_go_under_a_git_ignored_folder(
+    demo: tuple[Path, list[demo_data.Plan]],
+    marker_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import tools.evaluate.__main__ as cli
+
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", "-q", str(cli.OUTPUT_DIR / "any.json")], cwd=REPO, check=False
+    )
+    assert ignored.returncode == 0, f"{cli.OUTPUT_DIR} is not git-ignored"
+    monkeypatch.setattr(cli, "OUTPUT_DIR", tmp_path / "out")
+    data, _ = demo
+
+    assert main([str(data), "--model-dir", str(marker_dir), "--json", "--plot", "--no-progress"]) == 0
+
+    written = tmp_path / "out" / f"{data.name}.json"
+    assert json.loads(written.read_text(encoding="utf-8"))["queries"] == QUERIES
+    assert (tmp_path / "out" / f"{data.name}.png").read_bytes().startswith(b"\x89PNG")
+    assert f"wrote {written}" in capsys.readouterr().err
+
+
+def test_the_default_fixture_model_is_announced_as_meaningless(
+    demo: tuple[Path, list[demo_data.Plan]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, _ = demo
+    run_cli([str(data), "--max-queries", "2"], tmp_path / "r.json")
+    assert "random weights: its scores mean nothing" in capsys.readouterr().err
+
+
 # --- direct invoke with boto3 -----------------------------------------------------------------------------
 
 

@@ -89,6 +89,7 @@ class LocalEngine:
 
     def __init__(self, model_dir: Path | None = None) -> None:
         model_dir = model_dir or DEFAULT_MODEL_DIR
+        self.model_dir = model_dir
         if str(HANDLER_DIR) not in sys.path:
             sys.path.insert(0, str(HANDLER_DIR))  # like Lambda's /var/task
         from reranker.engine import CrossEncoder
