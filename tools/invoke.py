@@ -77,7 +77,7 @@ def fixture_notice(model_dir: str | Path | None, command: str) -> str | None:
         return None
     if str(HANDLER_DIR) not in sys.path:
         sys.path.insert(0, str(HANDLER_DIR))
-    from reranker.engine import is_generated_fixture
+    from reranker.model_files import is_generated_fixture
 
     directory = Path(model_dir)
     if not is_generated_fixture(directory):

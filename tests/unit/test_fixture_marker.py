@@ -11,7 +11,8 @@ from types import ModuleType
 
 import pytest
 
-from reranker.engine import FIXTURE_CONFIG_KEY, CrossEncoder, is_generated_fixture
+from reranker.engine import CrossEncoder
+from reranker.model_files import FIXTURE_CONFIG_KEY, is_generated_fixture
 from tests.events import load_event
 from tests.models import FAMILY_NAMES, MODEL_NAME, fixture_model
 from tools.fixture_model import families

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from tokenizers import AddedToken, Encoding, Tokenizer
 
 from reranker import wordpiece_fast_path
-from reranker.engine import load_tokenizer
+from reranker.model_files import load_tokenizer
 from reranker.wordpiece_fast_path import LEARNED_CODES, BatchEncoder, WordPieceFastPath, batch_encoder
 from tests.models import FAMILY_NAMES, MODEL_NAME, fixture_model
 
