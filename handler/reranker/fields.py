@@ -20,8 +20,9 @@ type JsonType = Literal["string", "integer", "number", "boolean", "array", "obje
 type JsonSchema = dict[str, Any]
 
 _MISSING: Any = object()
-# A description may name a limit's default as {max_passages}; it is filled in from the defaults it documents.
-_LIMIT_PLACEHOLDER = re.compile(r"\{(max_[a-z_]+)\}")
+# A description may name a limit's default as {max_passages}; it is filled in from the defaults it documents
+# (compiled when a schema is rendered, never at the function's import).
+_LIMIT_PLACEHOLDER = r"\{(max_[a-z_]+)\}"
 _TYPE_NOUNS: Mapping[str, str] = {
     "string": "string",
     "integer": "integer",
@@ -299,7 +300,7 @@ def _put(schema: JsonSchema, key: str, value: object) -> None:
 
 
 def _fill_limits(text: str, limits: object) -> str:
-    return _LIMIT_PLACEHOLDER.sub(lambda match: str(getattr(limits, match[1])), text)
+    return re.sub(_LIMIT_PLACEHOLDER, lambda match: str(getattr(limits, match[1])), text)
 
 
 def _is_type(value: object, kind: str) -> bool:
