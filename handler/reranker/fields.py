@@ -9,6 +9,7 @@ against the deployment's value (413 beyond it) and documented with its default.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -220,10 +221,11 @@ class Shape:
         return tuple(entry.name for entry in self.fields)
 
     def __getitem__(self, name: str) -> Field:
-        for entry in self.fields:
-            if entry.name == name:
-                return entry
-        raise KeyError(name)
+        return self._by_name[name]
+
+    @functools.cached_property
+    def _by_name(self) -> dict[str, Field]:
+        return {entry.name: entry for entry in self.fields}
 
     def json_schema(self, limits: object) -> JsonSchema:
         schema: JsonSchema = {"type": "object"}

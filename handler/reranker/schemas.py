@@ -22,6 +22,8 @@ type JsonScalar = str | int | float | bool | None
 # ("top_n", "documents", "metadata") fails loudly instead of being ignored.
 REQUEST_FIELDS = RERANK_REQUEST.names
 PASSAGE_FIELDS = PASSAGE_OBJECT.names
+_PASSAGE_TEXT = PASSAGE_OBJECT["text"]  # looked up once: read for every object passage
+_PASSAGE_ID = PASSAGE_OBJECT["id"]
 
 # Lambda's synchronous payload limit (request and response, Function URLs too).
 LAMBDA_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
@@ -232,16 +234,16 @@ def parse_rerank_request(payload: object, limits: Limits) -> RerankRequest:
         raise InvalidRequest(
             f"unknown field {quote_key(unknown[0])}; allowed fields: {', '.join(REQUEST_FIELDS)}"
         )
-    fields = RERANK_REQUEST
-    query: str = fields["query"].read(payload)
-    fields["query"].ensure_not_blank(query)
-    fields["query"].ensure_within_limit(query, limits)
-    top_k: int | None = fields["top_k"].read(payload)
+    declared = RERANK_REQUEST
+    query: str = declared["query"].read(payload)
+    declared["query"].ensure_not_blank(query)
+    declared["query"].ensure_within_limit(query, limits)
+    top_k: int | None = declared["top_k"].read(payload)
     min_score = parse_min_score(payload.get("min_score"))
-    return_text: bool = fields["return_text"].read(payload)
-    long_documents: LongDocuments | None = fields["long_documents"].read(payload)
-    correlation_id: str | None = fields["correlation_id"].read(payload)
-    fields["passages"].require(payload)
+    return_text: bool = declared["return_text"].read(payload)
+    long_documents: LongDocuments | None = declared["long_documents"].read(payload)
+    correlation_id: str | None = declared["correlation_id"].read(payload)
+    declared["passages"].require(payload)
     passages = _parse_passages(payload["passages"], query, limits)
     return RerankRequest(
         query=query,
@@ -291,9 +293,9 @@ def _parse_passage(index: int, entry: object, max_chars: int) -> Passage:
             f"{where} has unknown field {quote_key(unknown[0])}; allowed fields: "
             f"{', '.join(PASSAGE_FIELDS)} (put anything else in meta)"
         )
-    PASSAGE_OBJECT["text"].require(entry, where)
-    text: str = PASSAGE_OBJECT["text"].read(entry, where)
-    passage_id: JsonScalar = PASSAGE_OBJECT["id"].read(entry, where)
+    _PASSAGE_TEXT.require(entry, where)
+    text: str = _PASSAGE_TEXT.read(entry, where)
+    passage_id: JsonScalar = _PASSAGE_ID.read(entry, where)
     if passage_id is None:
         passage_id = index
     elif isinstance(passage_id, float) and not math.isfinite(passage_id):

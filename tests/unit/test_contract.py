@@ -45,7 +45,8 @@ _SCALARS = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-3, max_value=2_000_000),
-    st.sampled_from([0.0, 0.5, 1.0, 2.0, 5.0, 1e6, -0.0, float("nan"), float("inf")]),
+    # No NaN or infinity: JSON has none, and decode_json refuses them before any field is read.
+    st.sampled_from([0.0, 0.5, 1.0, 2.0, 5.0, 1e6, -0.0]),
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=12),
     st.sampled_from(["", "   ", "truncate", "window", "right", "Right", "x" * 130, "q" * 3000]),
