@@ -54,14 +54,14 @@ def parse_cohere_request(payload: object, version: ApiVersion, limits: Limits) -
     ignored = tuple(replace_lone_surrogates(str(key)[:40]) for key in payload if key not in known)  # logged
     present = {key: value for key, value in payload.items() if key in known and value is not None}
 
-    fields = COHERE_V1_REQUEST if version == 1 else COHERE_V2_REQUEST
-    model: str | None = fields["model"].read(present)
-    fields["query"].require(present)
-    fields["documents"].require(present)
-    documents: list[object] = fields["documents"].check(present["documents"])
-    named_fields: list[str] | None = fields["rank_fields"].read(present)
+    declared = COHERE_V1_REQUEST if version == 1 else COHERE_V2_REQUEST
+    model: str | None = declared["model"].read(present)
+    declared["query"].require(present)
+    declared["documents"].require(present)
+    documents: list[object] = declared["documents"].check(present["documents"])
+    named_fields: list[str] | None = declared["rank_fields"].read(present)
     rank_fields = None if named_fields is None else tuple(named_fields)
-    return_documents: bool = fields["return_documents"].read(present)
+    return_documents: bool = declared["return_documents"].read(present)
     # Each version declares one of the two token budgets; the other is never present.
     max_chunks: int | None = COHERE_V1_REQUEST["max_chunks_per_doc"].read(present)
     max_tokens: int | None = COHERE_V2_REQUEST["max_tokens_per_doc"].read(present)
