@@ -59,11 +59,11 @@ class LowerBound:
         self._encoder = encoder
 
     def prepare(self, request: SyntheticRequest) -> list[dict[str, np.ndarray]]:
-        pending, _ = self._encoder._encode(request.query, request.passages, "truncate")
-        return [self._encoder._feed([run]) for run in pending]
+        runs = self._encoder.tokenization.encode(request.query, request.passages, "truncate").runs
+        return [self._encoder.runner.feed([run]) for run in runs]
 
     def run(self, feeds: list[dict[str, np.ndarray]]) -> float:
-        session = self._encoder._session
+        session = self._encoder.runner.session
         started = time.perf_counter()
         for feed in feeds:
             session.run(None, feed)

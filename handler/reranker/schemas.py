@@ -33,10 +33,10 @@ LAMBDA_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
 class Limits:
     """The request limits of one deployment (from config.Settings)."""
 
-    max_passages: int = 1000
-    max_passage_chars: int = 16_384
-    max_query_chars: int = 2_048
-    max_total_chars: int = 4_000_000
+    max_passages: int = Settings.max_passages
+    max_passage_chars: int = Settings.max_passage_chars
+    max_query_chars: int = Settings.max_query_chars
+    max_total_chars: int = Settings.max_total_chars
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
