@@ -473,6 +473,12 @@ HEALTH = Shape(
                     Field("name", ("string",), required=True),
                     Field("sha256", ("string",), required=True),
                     Field("quantized", ("boolean",)),
+                    Field(
+                        "fixture",
+                        ("boolean",),
+                        description="true for a model the project's fixture generator made (random weights: "
+                        "its scores mean nothing); false for a real model.",
+                    ),
                 ),
             ),
         ),
