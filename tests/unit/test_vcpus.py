@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import onnxruntime as ort
@@ -143,3 +144,21 @@ def test_the_engine_options_follow_the_settings() -> None:
         "window_max_per_passage": 3,
         "window_overlap_tokens": 16,
     }
+
+
+# --- the benchmark's CPU quota (bench/cpu_quota.py) -----------------------------------------------------------
+
+
+def test_the_benchmark_quota_group_holds_the_quota_and_is_removed_afterwards() -> None:
+    from bench import cpu_quota
+
+    with pytest.raises(ValueError, match="positive"):
+        cpu_quota._quota_us(0)
+    v1 = cpu_quota._v1_parent()
+    if v1 is None or not os.access(v1, os.W_OK):
+        pytest.skip("no writable cgroup v1 cpu controller here")
+    with cpu_quota.quota_group(1.5, f"reranker-test-{os.getpid()}") as procs:
+        group = procs.parent
+        assert (group / "cpu.cfs_quota_us").read_text().strip() == "150000"
+        assert (group / "cpu.cfs_period_us").read_text().strip() == "100000"
+    assert not group.exists()
