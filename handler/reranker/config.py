@@ -25,9 +25,10 @@ AUTH_TOKENS_PARAMETER = "AUTH_TOKENS_PARAMETER"
 # Set by Lambda, not by the deployment.
 LAMBDA_MEMORY_SIZE = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
 
-# Lambda gives one full vCPU at 1769 MB; below that the CPU is throttled by quota while os.cpu_count()
-# still says 2, so a second ORT thread only adds contention.
+# Lambda grants CPU in proportion to memory: one vCPU per 1769 MB, six at its 10,240 MB maximum. Below 1769 MB
+# the CPU is a quota (os.cpu_count() still says 2), so a second run or a spinning thread only adds contention.
 ONE_VCPU_MEMORY_MB = 1769
+MAX_LAMBDA_VCPUS = 6
 
 Schedule = Literal["auto", "single", "sorted_batches"]
 LongDocuments = Literal["truncate", "window"]
@@ -141,12 +142,26 @@ class Settings:
         "ENGINE_MAX_LENGTH", 512, "token limit (also capped by the model's `model_max_length`)", maximum=8192
     )
     ort_intra_op_threads: int = setting("ORT_INTRA_OP_THREADS", 1, "onnxruntime threads per run", maximum=64)
+    ort_allow_spinning: bool = setting(
+        "ORT_ALLOW_SPINNING",
+        True,
+        "onnxruntime's intra-op worker threads spin while they wait for work (only runs with more than one "
+        "thread have workers)",
+        shown_default="from memory: false below 1769 MB (a CPU quota), true from there",
+    )
     engine_parallel_runs: int = setting(
         "ENGINE_PARALLEL_RUNS",
         1,
         "model runs in flight at once, one thread each",
         maximum=16,
-        shown_default="from memory: 1 below 3538 MB, 2 from there (off Lambda: min(2, CPUs))",
+        shown_default="from memory: its vCPUs (MB / 1769 to the nearest, 1 to 6); off Lambda: min(6, CPUs)",
+    )
+    engine_tail_intra_op_threads: int = setting(
+        "ENGINE_TAIL_INTRA_OP_THREADS",
+        1,
+        "onnxruntime threads of each run that starts when fewer runs are left than ENGINE_PARALLEL_RUNS (the "
+        "request's tail; a second session, so the model's memory twice); 1 = off, the tail runs like the rest",
+        maximum=64,
     )
     # Request limits (schemas.py).
     max_passages: int = setting("MAX_PASSAGES", 1000, "passages per request (413 above)")
@@ -216,10 +231,12 @@ class Settings:
         memory_mb = reader.integer(LAMBDA_MEMORY_SIZE, 0, minimum=0)
         # Small per-pair runs gain nothing from intra-op threads (measured: slower); each vCPU instead runs
         # its own pair, so the parallelism follows the vCPUs Lambda grants for the memory size.
-        vcpus = 2 if memory_mb >= ONE_VCPU_MEMORY_MB * 2 else 1
-        if memory_mb == 0:
-            vcpus = min(2, os.cpu_count() or 1)
-        derived_defaults = {"engine_parallel_runs": vcpus}
+        derived_defaults = {
+            "engine_parallel_runs": lambda_vcpus(memory_mb)
+            if memory_mb
+            else min(MAX_LAMBDA_VCPUS, os.cpu_count() or 1),
+            "ort_allow_spinning": not 0 < memory_mb < ONE_VCPU_MEMORY_MB,
+        }
         values: dict[str, Any] = {
             item.name: item.read(reader, derived_defaults.get(item.name, item.default))
             for item in DECLARED_SETTINGS
@@ -240,6 +257,16 @@ class Settings:
         return settings
 
 
+def lambda_vcpus(memory_mb: int) -> int:
+    """The whole vCPUs Lambda grants for a memory size: MB / 1769 to the nearest (halves up), 1 to 6.
+
+    Rounded, not cut: 10,240 MB is 5.8 vCPUs of quota spread over six, and from 1.5 vCPUs a second run in
+    flight uses the quota a single one leaves idle. Below 1769 MB (a fraction of one vCPU) it is 1.
+    """
+    nearest = (2 * memory_mb + ONE_VCPU_MEMORY_MB) // (2 * ONE_VCPU_MEMORY_MB)
+    return max(1, min(MAX_LAMBDA_VCPUS, nearest))
+
+
 # Every setting's declaration, in order: what from_env reads, and what the docs and the tests hold others to.
 DECLARED_SETTINGS: tuple[DeclaredSetting, ...] = declared_settings(Settings)
 
@@ -257,7 +284,7 @@ PLATFORM_VARIABLES = (
     PlatformVariable(
         LAMBDA_MEMORY_SIZE,
         "set by Lambda",
-        "the memory size (MB); `ENGINE_PARALLEL_RUNS` follows it when unset",
+        "the memory size (MB); `ENGINE_PARALLEL_RUNS` and `ORT_ALLOW_SPINNING` follow it when unset",
     ),
     PlatformVariable(
         "AWS_LAMBDA_INITIALIZATION_TYPE",

@@ -40,11 +40,38 @@ class EngineOptions:
     schedule: Schedule = Settings.engine_schedule
     batch_size: int = Settings.engine_batch_size
     intra_op_threads: int = Settings.ort_intra_op_threads
+    allow_spinning: bool = Settings.ort_allow_spinning
     # Model runs in flight at once, each on its own thread (onnxruntime releases the GIL while it runs).
     parallel_runs: int = Settings.engine_parallel_runs
+    # Intra-op threads of the runs that start when fewer are left than parallel_runs (a second session);
+    # no more than intra_op_threads: no second session.
+    tail_intra_op_threads: int = Settings.engine_tail_intra_op_threads
     long_documents: LongDocuments = Settings.long_documents
     window_max_per_passage: int = Settings.window_max_per_passage
     window_overlap_tokens: int = Settings.window_overlap_tokens
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EngineOptions:
+        """The engine's options as the function's settings say."""
+        return cls(
+            max_length=settings.engine_max_length,
+            schedule=settings.engine_schedule,
+            batch_size=settings.engine_batch_size,
+            intra_op_threads=settings.ort_intra_op_threads,
+            allow_spinning=settings.ort_allow_spinning,
+            parallel_runs=settings.engine_parallel_runs,
+            tail_intra_op_threads=settings.engine_tail_intra_op_threads,
+            long_documents=settings.long_documents,
+            window_max_per_passage=settings.window_max_per_passage,
+            window_overlap_tokens=settings.window_overlap_tokens,
+        )
+
+    @property
+    def tail_threads(self) -> int | None:
+        """The tail session's intra-op threads, or None when the tail runs like the rest."""
+        if self.parallel_runs > 1 and self.tail_intra_op_threads > self.intra_op_threads:
+            return self.tail_intra_op_threads
+        return None
 
 
 @dataclass(frozen=True)
@@ -130,6 +157,7 @@ class CrossEncoder:
         onnx_file: str,
         onnx_bytes: int = 0,
         fixture: bool = False,
+        tail_session: ort.InferenceSession | None = None,
     ) -> None:
         self.name = name
         self.fixture = fixture
@@ -156,6 +184,7 @@ class CrossEncoder:
             schedule="single" if self.schedule == "single" else "sorted_batches",
             batch_size=options.batch_size,
             parallel_runs=options.parallel_runs,
+            tail_session=tail_session,
         )
         if "input_ids" not in self.runner.input_names:
             raise ModelFileInvalid(f"model file {onnx_file} has no input_ids input")
@@ -169,10 +198,16 @@ class CrossEncoder:
         tokenizer, pad_id = load_tokenizer(model_dir, options.max_length)
         onnx_path = find_onnx_file(model_dir)
         model_bytes = onnx_path.read_bytes()
+        thread_counts = [options.intra_op_threads] + ([options.tail_threads] if options.tail_threads else [])
         try:
-            session = ort.InferenceSession(
-                model_bytes, session_options(options.intra_op_threads), providers=["CPUExecutionProvider"]
-            )
+            session, *tail = [
+                ort.InferenceSession(
+                    model_bytes,
+                    session_options(threads, allow_spinning=options.allow_spinning),
+                    providers=["CPUExecutionProvider"],
+                )
+                for threads in thread_counts
+            ]
         except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt graphs
             raise ModelFileInvalid(f"model file {onnx_path.name} is not a loadable ONNX model") from exc
         return cls(
@@ -186,6 +221,7 @@ class CrossEncoder:
             onnx_file=onnx_path.name,
             onnx_bytes=len(model_bytes),
             fixture=is_generated_fixture(model_dir),
+            tail_session=tail[0] if tail else None,
         )
 
     def describe(self) -> dict[str, object]:

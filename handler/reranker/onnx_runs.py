@@ -18,11 +18,18 @@ Batch = list[PairInput]
 IN_FLIGHT_PER_WORKER = 4
 
 
-def session_options(intra_op_threads: int) -> ort.SessionOptions:
+def session_options(intra_op_threads: int, *, allow_spinning: bool = True) -> ort.SessionOptions:
+    """The options of every session: ``intra_op_threads`` threads per run, their workers spinning or not.
+
+    Spinning only concerns the intra-op workers a run of more than one thread has; on a fraction of a vCPU
+    (a CPU quota) it would burn the quota the run itself needs, so the settings turn it off there.
+    """
     # Measured on one core against these (docs/benchmarks.md): EXTENDED or BASIC graph optimization, no memory
     # pattern, no CPU arena, no thread spinning, OrtValue feeds: none runs a pair faster than this.
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
+    if not allow_spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -30,8 +37,21 @@ def session_options(intra_op_threads: int) -> ort.SessionOptions:
     return options
 
 
+def runs_in_the_tail(left_to_start: int, parallel_runs: int) -> bool:
+    """Whether a run that starts with ``left_to_start`` runs not yet started (itself included) is in the tail.
+
+    Runs start in order, one per free worker, so from there on fewer runs are left than workers: the
+    workers that find nothing more to start leave vCPUs idle, which the tail's intra-op threads can use.
+    """
+    return left_to_start < parallel_runs
+
+
 class OnnxRunner:
-    """Runs pairs through one session: each alone ("single") or in length-sorted padded batches."""
+    """Runs pairs through one session: each alone ("single") or in length-sorted padded batches.
+
+    ``tail_session`` (the same model with more intra-op threads), when given, runs the request's tail: each
+    batch that starts when fewer batches are left than ``parallel_runs`` (see runs_in_the_tail).
+    """
 
     def __init__(
         self,
@@ -41,8 +61,10 @@ class OnnxRunner:
         schedule: Literal["single", "sorted_batches"],
         batch_size: int,
         parallel_runs: int,
+        tail_session: ort.InferenceSession | None = None,
     ) -> None:
         self.session = session
+        self.tail_session = tail_session
         self.schedule = schedule
         self.input_names = frozenset(node.name for node in session.get_inputs())
         self._pad_id = pad_id
@@ -85,21 +107,31 @@ class OnnxRunner:
             feed["token_type_ids"] = type_ids
         return feed
 
-    def infer(self, batch: Batch) -> np.ndarray:
-        return np.asarray(self.session.run(None, self.feed(batch))[0])
+    def infer(self, batch: Batch, session: ort.InferenceSession | None = None) -> np.ndarray:
+        return np.asarray((session or self.session).run(None, self.feed(batch))[0])
+
+    def session_for(self, left_to_start: int) -> ort.InferenceSession:
+        """The session of a batch that starts with ``left_to_start`` batches not yet started (itself included)."""
+        if self.tail_session is not None and runs_in_the_tail(left_to_start, self._parallel_runs):
+            return self.tail_session
+        return self.session
 
     def run(
         self, runs: list[PairInput], should_stop: Callable[[], bool] | None = None
     ) -> Iterator[tuple[Batch, np.ndarray]]:
         """Each batch with its logits, until should_stop() says stop; runs already in flight then still finish."""
         in_flight: deque[tuple[Batch, Future[np.ndarray]]] = deque()
-        for batch in self.batches(runs):
+        batches = list(self.batches(runs))
+        for index, batch in enumerate(batches):
             if should_stop is not None and should_stop():
                 break
             if self._pool is None:
                 yield batch, self.infer(batch)
                 continue
-            in_flight.append((batch, self._pool.submit(self.infer, batch)))
+            # The pool starts batches in the order they are submitted, so this one starts with the batches
+            # from it to the end not yet started.
+            session = self.session_for(len(batches) - index)
+            in_flight.append((batch, self._pool.submit(self.infer, batch, session)))
             if len(in_flight) >= IN_FLIGHT_PER_WORKER * self._parallel_runs:
                 done, future = in_flight.popleft()
                 yield done, future.result()

@@ -14,7 +14,14 @@ from typing import Any
 import pytest
 from cfnlint.decode import cfn_yaml
 
-from reranker.config import DECLARED_SETTINGS, LAMBDA_MEMORY_SIZE, PLATFORM_VARIABLES, Settings, SettingsError
+from reranker.config import (
+    DECLARED_SETTINGS,
+    LAMBDA_MEMORY_SIZE,
+    MAX_LAMBDA_VCPUS,
+    PLATFORM_VARIABLES,
+    Settings,
+    SettingsError,
+)
 from reranker.schemas import Limits
 from reranker.setting import DeclaredSetting, EnvironmentReader, declared_settings, setting
 from tools import settings_table
@@ -77,15 +84,45 @@ def test_unset_and_blank_variables_take_the_declared_defaults() -> None:
 
 
 @pytest.mark.parametrize(
-    ("memory", "runs"), [("512", 1), ("1769", 1), ("3537", 1), ("3538", 2), ("10240", 2), ("", None)]
+    ("memory", "runs"),
+    [
+        ("128", 1),
+        ("1769", 1),
+        ("2653", 1),  # 1.4999 vCPUs
+        ("2654", 2),  # 1.5001: a second run uses the half vCPU one run leaves idle
+        ("3538", 2),
+        ("5307", 3),
+        ("7076", 4),
+        ("8845", 5),
+        ("9729", 5),
+        ("9730", 6),
+        ("10240", 6),  # Lambda's maximum: 5.8 vCPUs of quota over six
+        ("", None),
+    ],
 )
-def test_parallel_runs_follow_the_memory_size_unless_set(memory: str, runs: int | None) -> None:
-    expected = min(2, os.cpu_count() or 1) if runs is None else runs
+def test_parallel_runs_follow_the_vcpus_of_the_memory_size_unless_set(memory: str, runs: int | None) -> None:
+    expected = min(MAX_LAMBDA_VCPUS, os.cpu_count() or 1) if runs is None else runs
     assert Settings.from_env({LAMBDA_MEMORY_SIZE: memory}).engine_parallel_runs == expected
     assert (
         Settings.from_env({LAMBDA_MEMORY_SIZE: memory, "ENGINE_PARALLEL_RUNS": "3"}).engine_parallel_runs == 3
     )
     assert Settings().engine_parallel_runs == 1
+
+
+@pytest.mark.parametrize(
+    ("memory", "spinning"), [("128", False), ("1768", False), ("1769", True), ("10240", True), ("", True)]
+)
+def test_nothing_spins_below_one_vcpu_unless_set(memory: str, spinning: bool) -> None:
+    assert Settings.from_env({LAMBDA_MEMORY_SIZE: memory}).ort_allow_spinning is spinning
+    chosen = Settings.from_env({LAMBDA_MEMORY_SIZE: memory, "ORT_ALLOW_SPINNING": str(not spinning)})
+    assert chosen.ort_allow_spinning is not spinning
+    assert Settings().ort_allow_spinning is True
+
+
+def test_below_one_vcpu_one_run_is_in_flight_and_the_tail_runs_like_the_rest() -> None:
+    settings = Settings.from_env({LAMBDA_MEMORY_SIZE: "1024"})
+    assert (settings.engine_parallel_runs, settings.ort_allow_spinning) == (1, False)
+    assert settings.engine_tail_intra_op_threads == 1
 
 
 def test_limits_take_their_defaults_from_the_declaration() -> None:
@@ -126,7 +163,9 @@ def test_wrong_types_are_reported_for_every_setting_in_declaration_order() -> No
             "ENGINE_BATCH_SIZE must be an integer, got 'bad'",
             "ENGINE_MAX_LENGTH must be an integer, got 'bad'",
             "ORT_INTRA_OP_THREADS must be an integer, got 'bad'",
+            "ORT_ALLOW_SPINNING must be true or false, got 'bad'",
             "ENGINE_PARALLEL_RUNS must be an integer, got 'bad'",
+            "ENGINE_TAIL_INTRA_OP_THREADS must be an integer, got 'bad'",
             "MAX_PASSAGES must be an integer, got 'bad'",
             "MAX_PASSAGE_CHARS must be an integer, got 'bad'",
             "MAX_QUERY_CHARS must be an integer, got 'bad'",
@@ -163,7 +202,9 @@ def test_values_below_the_bounds_are_reported_with_the_bounds() -> None:
             "ENGINE_BATCH_SIZE must be between 1 and 256, got -1",
             "ENGINE_MAX_LENGTH must be between 1 and 8192, got -1",
             "ORT_INTRA_OP_THREADS must be between 1 and 64, got -1",
+            "ORT_ALLOW_SPINNING must be true or false, got '-1'",
             "ENGINE_PARALLEL_RUNS must be between 1 and 16, got -1",
+            "ENGINE_TAIL_INTRA_OP_THREADS must be between 1 and 64, got -1",
             "MAX_PASSAGES must be >= 1, got -1",
             "MAX_PASSAGE_CHARS must be >= 1, got -1",
             "MAX_QUERY_CHARS must be >= 1, got -1",
@@ -197,7 +238,9 @@ def test_values_above_the_bounds_are_reported_with_the_bounds() -> None:
             "ENGINE_BATCH_SIZE must be between 1 and 256, got 99999999",
             "ENGINE_MAX_LENGTH must be between 1 and 8192, got 99999999",
             "ORT_INTRA_OP_THREADS must be between 1 and 64, got 99999999",
+            "ORT_ALLOW_SPINNING must be true or false, got '99999999'",
             "ENGINE_PARALLEL_RUNS must be between 1 and 16, got 99999999",
+            "ENGINE_TAIL_INTRA_OP_THREADS must be between 1 and 64, got 99999999",
             "LONG_DOCUMENTS must be one of truncate, window, got '99999999'",
             "WINDOW_OVERLAP_TOKENS must be between 0 and 256, got 99999999",
             "DEADLINE_POLICY must be one of fallback, error, got '99999999'",
@@ -311,9 +354,9 @@ def test_what_the_template_sets_when_nothing_is_chosen_is_the_declared_default(v
         assert read(SETTINGS[variable], deployed) == (SETTINGS[variable].default, [])
 
 
-# The template lets a stack set more runs and threads than the function accepts (the function then fails
-# its init with "... must be between 1 and 16"); template.yaml's patterns are to be narrowed.
-TEMPLATE_ADMITS_MORE = {"ENGINE_PARALLEL_RUNS", "ORT_INTRA_OP_THREADS"}
+# The template lets a stack set more threads than the function accepts (the function then fails its init
+# with "... must be between 1 and 64"); template.yaml's pattern is to be narrowed.
+TEMPLATE_ADMITS_MORE = {"ORT_INTRA_OP_THREADS"}
 
 
 @pytest.mark.parametrize(
