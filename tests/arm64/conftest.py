@@ -1,0 +1,128 @@
+"""tests/arm64: the arm64 function package under emulation, compared with x86_64 (`./dev arm64`).
+
+The emulated runs start together when the session starts (they are the slow part and overlap on two cores);
+each test waits for the report it needs. Figures the tests measure are printed at the end of the run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.arm64.emulation import (
+    FLASHRANK_DIR,
+    HOST_PACKAGE,
+    REPO,
+    Run,
+    arm64_package,
+    emulated,
+    lambda_environment,
+    native,
+    script,
+    start,
+)
+from tests.arm64.workload import build_jobs
+
+FIGURES: list[str] = []
+
+
+def record(line: str) -> None:
+    """A measured figure for the summary at the end of the run."""
+    FIGURES.append(line)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FIGURES:
+        terminalreporter.section("arm64 (qemu-aarch64 -cpu neoverse-n1) against x86_64")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
+    package = arm64_package()
+    work = tmp_path_factory.mktemp("arm64")
+    workload = work / "workload.json"
+    jobs = build_jobs(REPO / ".fixtures")
+    workload.write_text(json.dumps({"jobs": [job.as_json() for job in jobs]}), encoding="utf-8")
+    started = {
+        "arm64 scores": start(
+            "arm64 scores",
+            emulated(
+                script("score_pairs.py"),
+                str(workload),
+                str(work / "arm64-scores.json"),
+                str(package),
+                str(FLASHRANK_DIR),
+            ),
+            lambda_environment(package),
+            work / "arm64-scores.json",
+            work,
+        ),
+        "arm64 events": start(
+            "arm64 events",
+            emulated(script("answer_events.py"), str(package), str(REPO), str(work / "arm64-events.json")),
+            lambda_environment(package),
+            work / "arm64-events.json",
+            work,
+        ),
+        "x86_64 events": start(
+            "x86_64 events",
+            native(
+                script("answer_events.py"), str(HOST_PACKAGE), str(REPO), str(work / "x86_64-events.json")
+            ),
+            lambda_environment(HOST_PACKAGE),
+            work / "x86_64-events.json",
+            work,
+        ),
+        "x86_64 scores": start(
+            "x86_64 scores",
+            native(
+                script("score_pairs.py"), str(workload), str(work / "x86_64-scores.json"), str(HOST_PACKAGE)
+            ),
+            lambda_environment(HOST_PACKAGE),
+            work / "x86_64-scores.json",
+            work,
+        ),
+    }
+    yield started
+    for run in started.values():
+        if run.process.poll() is None:
+            run.process.kill()
+            run.process.communicate()
+
+
+def _report(runs: dict[str, Run], label: str) -> dict[str, Any]:
+    out, seconds = runs[label].wait()
+    report: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    report["wall_seconds"] = seconds
+    return report
+
+
+@pytest.fixture(scope="session")
+def arm64_events(runs: dict[str, Run]) -> dict[str, Any]:
+    return _report(runs, "arm64 events")
+
+
+@pytest.fixture(scope="session")
+def x86_64_events(runs: dict[str, Run]) -> dict[str, Any]:
+    return _report(runs, "x86_64 events")
+
+
+@pytest.fixture(scope="session")
+def arm64_scores(runs: dict[str, Run]) -> dict[str, Any]:
+    return _report(runs, "arm64 scores")
+
+
+@pytest.fixture(scope="session")
+def x86_64_scores(runs: dict[str, Run]) -> dict[str, Any]:
+    return _report(runs, "x86_64 scores")
+
+
+@pytest.fixture(scope="session")
+def package() -> Path:
+    return arm64_package()
