@@ -25,7 +25,7 @@ from tests.arm64.emulation import (
     script,
     start,
 )
-from tests.arm64.workload import build_jobs
+from tests.arm64.workload import FAMILIES, build_jobs
 
 FIGURES: list[str] = []
 
@@ -46,49 +46,31 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
     package = arm64_package()
     work = tmp_path_factory.mktemp("arm64")
-    workload = work / "workload.json"
     jobs = build_jobs(REPO / ".fixtures")
-    workload.write_text(json.dumps({"jobs": [job.as_json() for job in jobs]}), encoding="utf-8")
-    started = {
-        "arm64 scores": start(
-            "arm64 scores",
-            emulated(
-                script("score_pairs.py"),
-                str(workload),
-                str(work / "arm64-scores.json"),
-                str(package),
-                str(FLASHRANK_DIR),
-            ),
-            lambda_environment(package),
-            work / "arm64-scores.json",
-            work,
-        ),
-        "arm64 events": start(
-            "arm64 events",
-            emulated(script("answer_events.py"), str(package), str(REPO), str(work / "arm64-events.json")),
-            lambda_environment(package),
-            work / "arm64-events.json",
-            work,
-        ),
-        "x86_64 events": start(
-            "x86_64 events",
-            native(
-                script("answer_events.py"), str(HOST_PACKAGE), str(REPO), str(work / "x86_64-events.json")
-            ),
-            lambda_environment(HOST_PACKAGE),
-            work / "x86_64-events.json",
-            work,
-        ),
-        "x86_64 scores": start(
-            "x86_64 scores",
-            native(
-                script("score_pairs.py"), str(workload), str(work / "x86_64-scores.json"), str(HOST_PACKAGE)
-            ),
-            lambda_environment(HOST_PACKAGE),
-            work / "x86_64-scores.json",
-            work,
-        ),
-    }
+    started: dict[str, Run] = {}
+
+    def workload(name: str, family: str = "") -> str:
+        path = work / f"{name}.json"
+        chosen = [job.as_json() for job in jobs if job.name.startswith(family)]
+        path.write_text(json.dumps({"jobs": chosen}), encoding="utf-8")
+        return str(path)
+
+    # One emulated process per family, so that they share the cores with the events run.
+    for family in FAMILIES:
+        label, out = f"arm64 scores {family}", work / f"arm64-scores-{family}.json"
+        command = emulated(
+            script("score_pairs.py"), workload(family, family), str(out), str(package), str(FLASHRANK_DIR)
+        )
+        started[label] = start(label, command, lambda_environment(package), out, work)
+    out = work / "arm64-events.json"
+    command = emulated(script("answer_events.py"), str(package), str(REPO), str(out))
+    started["arm64 events"] = start("arm64 events", command, lambda_environment(package), out, work)
+    out = work / "x86_64-events.json"
+    command = native(script("answer_events.py"), str(HOST_PACKAGE), str(REPO), str(out))
+    started["x86_64 events"] = start("x86_64 events", command, lambda_environment(HOST_PACKAGE), out, work)
+    out = work / "x86_64-scores.json"
+    command = native(script("score_pairs.py"), workload("all"), str(out), str(HOST_PACKAGE))
+    started["x86_64 scores"] = start("x86_64 scores", command, lambda_environment(HOST_PACKAGE), out, work)
     yield started
     for run in started.values():
         if run.process.poll() is None:
@@ -115,7 +97,15 @@ def x86_64_events(runs: dict[str, Run]) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def arm64_scores(runs: dict[str, Run]) -> dict[str, Any]:
-    return _report(runs, "arm64 scores")
+    """The per-family reports as one."""
+    reports = [_report(runs, f"arm64 scores {family}") for family in FAMILIES]
+    merged = {**reports[0], "scores": {}, "seconds": {}}
+    for report in reports:
+        assert (report["machine"], report["onnxruntime"]) == (merged["machine"], merged["onnxruntime"])
+        merged["scores"].update(report["scores"])
+        merged["seconds"].update(report["seconds"])
+        merged["wall_seconds"] = max(merged["wall_seconds"], report["wall_seconds"])
+    return merged
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 workload, out = Path(sys.argv[1]), Path(sys.argv[2])
 sys.path[:0] = sys.argv[3:]
@@ -32,7 +33,7 @@ def flashrank_scores(ranker: Ranker, query: str, texts: list[str]) -> list[float
     return [by_id[index] for index in range(len(texts))]
 
 
-def score_job(job: dict) -> list[list[float | None]]:
+def score_job(job: dict[str, Any]) -> list[list[float | None]]:
     model_dir, max_length, scorer = Path(job["model_dir"]), job["max_length"], job["scorer"]
     if scorer.startswith("flashrank"):
         ranker = Ranker(

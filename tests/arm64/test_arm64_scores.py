@@ -15,7 +15,8 @@ TOP = 10
 
 
 def scores_of(report: dict[str, Any], family: str, kind: str, scorer: str) -> list[list[float]]:
-    return report["scores"][job_name(family, kind, scorer)]
+    scores: list[list[float]] = report["scores"][job_name(family, kind, scorer)]
+    return scores
 
 
 def worst_difference(ours: list[list[float]], theirs: list[list[float]]) -> tuple[float, int]:
