@@ -75,7 +75,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
     for run in started.values():
         if run.process.poll() is None:
             run.process.kill()
-            run.process.communicate()
+            run.process.wait()
 
 
 def _report(runs: dict[str, Run], label: str) -> dict[str, Any]:

@@ -69,26 +69,30 @@ class Run:
     """A script running in the background, started at once so that emulated runs overlap."""
 
     label: str
-    process: subprocess.Popen[str]
+    process: subprocess.Popen[bytes]
     out: Path
+    log: Path  # its stdout and stderr: a file, so that a chatty run never stalls on a full pipe
     started: float
 
     def wait(self) -> tuple[Path, float]:
         try:
-            output, _ = self.process.communicate(timeout=EMULATED_SECONDS)
+            self.process.wait(timeout=EMULATED_SECONDS)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            output, _ = self.process.communicate()
-            pytest.fail(f"{self.label} did not finish in {EMULATED_SECONDS} s:\n{output[-4000:]}")
-        assert self.process.returncode == 0, f"{self.label} failed:\n{output[-4000:]}"
+            self.process.wait()
+            pytest.fail(f"{self.label} did not finish in {EMULATED_SECONDS} s:\n{self.tail()}")
+        assert self.process.returncode == 0, f"{self.label} failed:\n{self.tail()}"
         return self.out, time.monotonic() - self.started
+
+    def tail(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")[-4000:]
 
 
 def start(label: str, command: list[str], env: dict[str, str], out: Path, cwd: Path) -> Run:
-    process = subprocess.Popen(
-        command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    return Run(label, process, out, time.monotonic())
+    log = out.with_suffix(".log")
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, env=env, cwd=cwd, stdout=sink, stderr=subprocess.STDOUT)
+    return Run(label, process, out, log, time.monotonic())
 
 
 def emulated(*arguments: str) -> list[str]:
