@@ -16,6 +16,9 @@ from hypothesis import settings
 
 from tests.models import fixture_model
 
+# The arm64 package under emulation takes minutes: `./dev arm64` (a step of `./dev test`) runs tests/arm64.
+collect_ignore = ["arm64"]
+
 # CI (CI=true) explores the same examples every run, so a red build always means a change broke something;
 # developers keep hypothesis' random exploration, which is how new counterexamples are found.
 settings.register_profile("ci", derandomize=True, print_blob=True)
