@@ -98,6 +98,8 @@ run "sam validate --lint" "$SAM" validate --lint --template template.yaml
 run "translate template (samtranslator, offline)" \
   .tools/sam/bin/python tools/translate_template.py template.yaml -o "$work/translated.json"
 run "cfn-lint translated template" "$CFN_LINT" "$work/translated.json"
+run "sam local reads the model layer and every route (tools/sam_local)" \
+  .tools/sam/bin/python -m tools.sam_local.check_template template.yaml
 
 # checkov: zero failed checks, and every skipped check carries its reason (checkov:skip comments in
 # template.yaml, summarised in .checkov.yaml).
