@@ -13,7 +13,8 @@
 # coreutils for the scripts and for the `RUN mv/chmod` of the image SAM builds on top) are unpacked by
 # mmdebstrap from the Debian mirror apt already uses.
 # The image is rebuilt only when this script or the pinned awslambdaric changes (its label holds a hash).
-#   bash tools/sam_local/base_image.sh          (DOCKER_HOST names the daemon; .venv must exist)
+#   bash tools/sam_local/base_image.sh [--check]   (DOCKER_HOST names the daemon; .venv must exist)
+# --check: exit 0 if the image is current, 1 if it would be built.
 # Environment: DEBIAN_MIRROR (default: apt's own Debian mirror), DEBIAN_SUITE (default trixie).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -35,6 +36,7 @@ if [[ $(docker image inspect --format "{{ index .Config.Labels \"$LABEL\" }}" "$
   log "base image $IMAGE is current ($key)"
   exit 0
 fi
+[[ ${1:-} != --check ]] || exit 1
 
 if [[ -z ${DEBIAN_MIRROR:-} ]]; then
   DEBIAN_MIRROR=$(apt-get indextargets --format '$(REPO_URI)' | grep -m1 '/debian/$' || true)
