@@ -28,6 +28,14 @@ LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 TRANSPORT_HEADERS = {"host", "content-length"}
 
 
+# What each event or request got, for the step's summary (conftest.py prints it): "403" or "400 InvalidRequest".
+ANSWERS: dict[str, str] = {}
+
+
+def record(what: str, outcome: Outcome) -> None:
+    ANSWERS[what] = f"{outcome.status} {outcome.error_type or ''}".strip()
+
+
 def sam_command() -> list[str]:
     """`sam`, or the host-network shim in front of it (tools/sam_local/run.sh decides)."""
     return shlex.split(os.environ["SAM_LOCAL_COMMAND"])

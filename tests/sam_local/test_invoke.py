@@ -13,7 +13,7 @@ import pytest
 
 from tests.events import EXPECTED, event_files, load_event, run
 from tests.models import REPO
-from tests.sam_local.sam_cli import assert_expected, invoke, outcome_of_invoke, ranking
+from tests.sam_local.sam_cli import assert_expected, invoke, outcome_of_invoke, ranking, record
 
 # Each invoke is a SAM CLI process, an image build (SAM rebuilds it because the template defines the layer), a
 # container and a model load: a few seconds, mostly waiting, so several run at once.
@@ -37,6 +37,7 @@ def test_sam_local_invoke_answers_as_documented(
 ) -> None:
     # Given the event file a user passes to `sam local invoke -e`, when SAM ran it in its container
     outcome = outcome_of_invoke(invoked[name])
+    record(f"sam local invoke -e events/{name}", outcome)
 
     # Then the answer is the documented one, and a ranking is the in-process handler's
     assert_expected(name, outcome)

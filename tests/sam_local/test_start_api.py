@@ -25,6 +25,7 @@ from tests.sam_local.sam_cli import (
     free_loopback_port,
     http_request_of,
     ranking,
+    record,
     sam_command,
     send,
 )
@@ -101,6 +102,7 @@ def test_http_request_gets_the_documented_answer(api: str, app: ModuleType, name
     # Then SAM's gateway hands it to the function and back: the documented answer, the in-process ranking
     assert answer.headers.get("Content-Type", "").startswith("application/json"), answer
     outcome = Outcome(status=answer.status, body=json.loads(answer.body), headers=answer.headers)
+    record(f"start-api {REPLAYED[name].method} {REPLAYED[name].path} ({name})", outcome)
     assert_expected(name, outcome)
     if outcome.status == 200:
         assert ranking(outcome.body) == ranking(run(app, load_event(name)).body)
@@ -110,6 +112,7 @@ def test_openapi_document_lists_every_route(api: str) -> None:
     answer = send(api, HttpRequest("GET", "/openapi.json", {"accept": "application/json"}, None))
     assert answer.status == 200, answer
     document = json.loads(answer.body)
+    record("start-api GET /openapi.json", Outcome(status=answer.status, body=document))
     assert document["openapi"].startswith("3.")
     assert {(method.upper(), path) for path, item in document["paths"].items() for method in item} >= ROUTES
 
@@ -121,6 +124,11 @@ def test_request_off_the_routes_never_reaches_the_function(api: str, name: str) 
     answer = send(api, OFF_ROUTE[name])
 
     # Then SAM's gateway refuses it without invoking the function: its own body, not the function's errors
+    # (SAM answers 403 "Missing Authentication Token" like a REST API; a deployed HTTP API answers 404 "Not Found")
     body = json.loads(answer.body)
+    request = OFF_ROUTE[name]
+    record(
+        f"start-api {request.method} {request.path} ({name}, off the routes)", Outcome(answer.status, body)
+    )
     assert answer.status in {403, 404}, answer
     assert set(body) == {"message"}, body
