@@ -52,7 +52,9 @@ done
 
 # --- sam build in the background: it is the slow part (pip downloads), the rest overlaps with it ------
 fixture_sha256=$(cut -c1-64 "$FIXTURE_ARCHIVE.sha256")
-"$SAM" build RerankFunction --cached --cache-dir "$FUNCTION_CACHE" --build-dir "$work/build-function" \
+# sam builds the function's layer with it (the function's Layers name ModelLayer): the fixture model there too.
+env MODEL_NAME=$MODEL_NAME MODEL_ARCHIVE="$PWD/$FIXTURE_ARCHIVE" MODEL_ARCHIVE_SHA256="$fixture_sha256" \
+  "$SAM" build RerankFunction --cached --cache-dir "$FUNCTION_CACHE" --build-dir "$work/build-function" \
   >"$work/build-function.log" 2>&1 &
 function_build_pid=$!
 background_pids+=("$function_build_pid")
