@@ -32,9 +32,14 @@ runtime_versions=$(.venv/bin/python -c '
 import importlib.metadata as metadata, sys
 print(" ".join(f"{name}=={metadata.version(name)}" for name in sys.argv[1:]))' "${RUNTIME_DISTRIBUTIONS[@]}")
 key=$( (cat "$0"; echo "$SUITE $PACKAGES $runtime_versions") | sha256sum | cut -c1-16)
-if [[ $(docker image inspect --format "{{ index .Config.Labels \"$LABEL\" }}" "$IMAGE" 2>/dev/null) == "$key" ]]; then
-  log "base image $IMAGE is current ($key)"
-  exit 0
+if label=$(docker image inspect --format "{{ index .Config.Labels \"$LABEL\" }}" "$IMAGE" 2>/dev/null); then
+  if [[ $label == "$key" ]]; then
+    log "base image $IMAGE is current ($key)"
+    exit 0
+  elif [[ -z $label || $label == "<no value>" ]]; then
+    log "using $IMAGE as the daemon has it (not built here: AWS's own image, presumably)"
+    exit 0
+  fi
 fi
 [[ ${1:-} != --check ]] || exit 1
 

@@ -46,9 +46,18 @@ apt_install() { # apt_install PACKAGE...: only what is missing; the package list
   ((${#missing[@]})) || return 0
   [[ $(id -u) == 0 ]] || die "install ${missing[*]} (apt-get install ${missing[*]}), or run as root"
   log "apt-get install ${missing[*]}"
+  # Where systemd runs, Debian starts a package's services on install: docker.io's daemon would create a bridge
+  # and iptables rules. policy-rc.d, Debian's switch for that, holds them back during this install.
+  local policy=/usr/sbin/policy-rc.d made_policy= status=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
+  fi
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null \
-    || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; }
+    || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; } \
+    || status=$?
+  [[ -z $made_policy ]] || rm -f "$policy"
+  return "$status"
 }
 
 # --- Docker ------------------------------------------------------------------------------------------
