@@ -70,8 +70,12 @@ cleanup() {
   containers=$(docker ps -aq 2>/dev/null || true)
   [[ -z $containers ]] || docker rm -f $containers >/dev/null 2>&1 || true
   kill "$started_daemon" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$started_daemon" 2>/dev/null || return 0; sleep 0.2; done
-  log "dockerd ($started_daemon) did not stop within 10 s"
+  for _ in $(seq 50); do kill -0 "$started_daemon" 2>/dev/null || break; sleep 0.2; done
+  if kill -0 "$started_daemon" 2>/dev/null; then
+    log "dockerd ($started_daemon) did not stop within 10 s"
+  elif mountpoint -q "$DOCKER_RUN/exec/netns/default"; then
+    umount "$DOCKER_RUN/exec/netns/default" # the network namespace mount dockerd leaves behind when it stops
+  fi
 }
 trap cleanup EXIT
 
