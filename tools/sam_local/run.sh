@@ -32,8 +32,9 @@ for tool in "$SAM" .venv/bin/python "$PYTHON313"; do [[ -x $tool ]] || die "miss
 export SAM_CLI_TELEMETRY=0 AWS_EC2_METADATA_DISABLED=true AWS_REGION=us-east-1
 unset AWS_PROFILE AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN
 export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
-# SAM asks PyPI for a newer version of itself once a week, per its settings folder; give it one of its own
-# that says it just asked (SAM's own tests point it elsewhere through this variable too).
+# SAM asks PyPI for a newer version of itself once a week, as its settings folder records; give it a folder of
+# its own (__SAM_CLI_APP_DIR: where SAM's GlobalConfig looks first) that says it just asked. A SAM CLI that
+# stops reading the variable would only make that one request to PyPI again.
 export __SAM_CLI_APP_DIR=$PWD/.tools/sam-settings
 mkdir -p "$__SAM_CLI_APP_DIR"
 printf '{"telemetryEnabled": false, "lastVersionCheck": %s}\n' "$(date +%s)" >"$__SAM_CLI_APP_DIR/metadata.json"
