@@ -57,10 +57,7 @@ def tokenize_ms(engine: Any, passages: int, runs: int) -> float:
     timings = []
     for request in requests * 3:
         started = time.perf_counter()
-        if hasattr(engine, "tokenization"):
-            engine.tokenization.encode(request.query, request.passages, "truncate")
-        else:  # before the tokenization module
-            engine._encode(request.query, request.passages, "truncate")
+        engine.tokenization.encode(request.query, request.passages, "truncate")
         timings.append((time.perf_counter() - started) * 1000)
     return statistics.median(timings)
 

@@ -179,9 +179,10 @@ VERIFY_CHILD = """
 import json, statistics, sys, time
 from pathlib import Path
 from reranker.config import Settings
-from reranker.model_store import S3ModelCache
+from reranker.model_cache import ModelCache
+from reranker.s3_download import S3ArchiveDownload
 settings = Settings.from_env()
-cache = S3ModelCache(settings)
+cache = ModelCache(settings, S3ArchiveDownload(settings))
 entry = Path(settings.model_cache_dir) / settings.model_sha256
 manifest = json.loads((entry / "manifest.json").read_text())
 def stat_only():
@@ -189,7 +190,7 @@ def stat_only():
 full, sizes = [], []
 for _ in range(15):
     started = time.perf_counter()
-    assert cache._check_entry()[0] is not None
+    assert cache.check_entry()[0] is not None
     full.append((time.perf_counter() - started) * 1000)
     started = time.perf_counter()
     assert stat_only()

@@ -1,4 +1,4 @@
-"""Per-model figures for README's Models table, ours beside FlashRank, on one vCPU.
+"""Per-model figures for the Models table of docs/benchmarks.md, ours beside FlashRank, on one vCPU.
 
     .venv/bin/python -m bench.models DIR [DIR ...] [--trials 20] [--cold-runs 5]
 
@@ -12,7 +12,7 @@ alike. Each process measures:
 - warm p50 at 10 and 50 passages (MS MARCO-like requests, all warm samples of all processes pooled);
 - peak RSS (VmHWM of the process after all of that; max over processes).
 
-Prints README-ready rows in the Models table's columns: archive size (layer/build_layer.py's pins),
+Prints ready rows in that table's columns: archive size (layer/build_layer.py's pins),
 unpacked size (the folder), where it can live (a layer if it fits beside the function package's budget),
 the /tmp it needs from S3 (archive + unpacked + 10 %, in Lambda's ephemeral storage steps), the memory it
 wants (our peak RSS + 64 MB, rounded up to 64 MB; 1769 MB buys the full vCPU), and the measured pairs.
@@ -131,7 +131,7 @@ def memory_wanted_mb(peak_rss_mib: float) -> int:
 
 
 def placement(model_dir: Path, build_layer: Any) -> tuple[str, str, str, str]:
-    """archive MB, unpacked MB, where it can live, /tmp it needs from S3 (as README's Models table says)."""
+    """archive MB, unpacked MB, where it can live, /tmp it needs from S3 (as the Models table says)."""
     pin = build_layer.PINNED_ARCHIVES.get(model_dir.name)
     unpacked = unpacked_bytes(model_dir)
     archive = pin.size if pin is not None else unpacked  # an archive is never much smaller than int8 weights

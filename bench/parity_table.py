@@ -1,4 +1,4 @@
-"""The parity figures README quotes, per fixture family, on the same samples as the parity tests.
+"""The parity figures docs/benchmarks.md quotes, per fixture family, on the same samples as the parity tests.
 
     .venv/bin/python -m bench.parity_table
 

@@ -166,7 +166,7 @@ def check_fits(model_name: str, layer_bytes: int, function_bytes: int, function_
         f"(the layer may take at most {max(0, LAMBDA_UNZIPPED_LIMIT_BYTES - function_bytes):,} bytes). "
         "Serve it from S3 instead: upload the archive and deploy with "
         "ModelS3Uri=s3://<bucket>/<key>.zip ModelSha256=<its sha256> (and EphemeralStorageMB of at least "
-        "1024; see README, Switching the model)"
+        "1024; see docs/deploy.md, Switching the model)"
     )
 
 

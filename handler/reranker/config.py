@@ -1,63 +1,39 @@
-"""Settings read once from the environment; every bad value is reported at once, by name."""
+"""The function's settings, each declared once; read once from the environment, every bad value reported at once."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal
 
 from reranker.errors import ModelNotConfigured
+from reranker.setting import DeclaredSetting, EnvironmentReader, declared_settings, setting
 
-DEFAULT_MODEL_NAME = "ms-marco-TinyBERT-L-2-v2"
-
-# Environment variable names: the one place they are spelled.
+# Variables other modules cite in their messages; every other one is spelled only in its declaration.
 MODEL_DIR = "MODEL_DIR"
 MODEL_NAME = "MODEL_NAME"
 MODEL_LAYER_ROOT = "MODEL_LAYER_ROOT"
 MODEL_S3_URI = "MODEL_S3_URI"
 MODEL_SHA256 = "MODEL_SHA256"
 MODEL_CACHE_DIR = "MODEL_CACHE_DIR"
-MODEL_ARCHIVE_MAX_BYTES = "MODEL_ARCHIVE_MAX_BYTES"
-MODEL_ARCHIVE_MAX_FILES = "MODEL_ARCHIVE_MAX_FILES"
 MODEL_S3_MAX_ATTEMPTS = "MODEL_S3_MAX_ATTEMPTS"
-MODEL_S3_CONNECT_TIMEOUT_SECONDS = "MODEL_S3_CONNECT_TIMEOUT_SECONDS"
-MODEL_S3_READ_TIMEOUT_SECONDS = "MODEL_S3_READ_TIMEOUT_SECONDS"
 MODEL_LOAD_BUDGET_SECONDS = "MODEL_LOAD_BUDGET_SECONDS"
-MODEL_LOAD_RETRY_SECONDS = "MODEL_LOAD_RETRY_SECONDS"
-ENGINE_SCHEDULE = "ENGINE_SCHEDULE"
-ENGINE_BATCH_SIZE = "ENGINE_BATCH_SIZE"
-ENGINE_MAX_LENGTH = "ENGINE_MAX_LENGTH"
-ORT_INTRA_OP_THREADS = "ORT_INTRA_OP_THREADS"
-ENGINE_PARALLEL_RUNS = "ENGINE_PARALLEL_RUNS"
-LAMBDA_MEMORY_SIZE = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
-MAX_PASSAGES = "MAX_PASSAGES"
-MAX_PASSAGE_CHARS = "MAX_PASSAGE_CHARS"
-MAX_QUERY_CHARS = "MAX_QUERY_CHARS"
-MAX_TOTAL_CHARS = "MAX_TOTAL_CHARS"
-MAX_BATCH_REQUESTS = "MAX_BATCH_REQUESTS"
-LONG_DOCUMENTS = "LONG_DOCUMENTS"
-WINDOW_MAX_PER_PASSAGE = "WINDOW_MAX_PER_PASSAGE"
-WINDOW_OVERLAP_TOKENS = "WINDOW_OVERLAP_TOKENS"
-DEADLINE_POLICY = "DEADLINE_POLICY"
-DEADLINE_MARGIN_MS = "DEADLINE_MARGIN_MS"
-SCORE_CACHE_MB = "SCORE_CACHE_MB"
 AUTH_MODE = "AUTH_MODE"
 AUTH_TOKENS_PARAMETER = "AUTH_TOKENS_PARAMETER"
-AUTH_TOKENS_MAX_AGE_SECONDS = "AUTH_TOKENS_MAX_AGE_SECONDS"
-LOG_PAYLOADS = "LOG_PAYLOADS"
+# Set by Lambda, not by the deployment.
+LAMBDA_MEMORY_SIZE = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
 
-# Lambda gives one full vCPU at 1769 MB; below that the CPU is throttled by quota while os.cpu_count()
-# still says 2, so a second ORT thread only adds contention.
+# Lambda grants CPU in proportion to memory: one vCPU per 1769 MB, six at its 10,240 MB maximum. Below 1769 MB
+# the CPU is a quota (os.cpu_count() still says 2), so a second run or a spinning thread only adds contention.
 ONE_VCPU_MEMORY_MB = 1769
+MAX_LAMBDA_VCPUS = 6
 
 Schedule = Literal["auto", "single", "sorted_batches"]
 LongDocuments = Literal["truncate", "window"]
 DeadlinePolicy = Literal["fallback", "error"]
 AuthMode = Literal["none", "bearer"]
-
-T = TypeVar("T")
 
 
 class SettingsError(ModelNotConfigured):
@@ -66,112 +42,206 @@ class SettingsError(ModelNotConfigured):
 
 @dataclass(frozen=True)
 class Settings:
+    """Every setting of the function: its environment variable, type, default, bounds and doc, in one place.
+
+    ``engine.EngineOptions`` and ``schemas.Limits`` take their defaults from here, and docs/configuration.md
+    is generated from it (``python -m tools.settings_table --write``).
+    """
+
     # Where the model comes from (model_store.py), in this order: model_dir, layer, S3.
-    model_dir: Path | None = None
-    model_name: str = DEFAULT_MODEL_NAME
-    model_layer_root: Path = Path("/opt/models")
-    model_s3_uri: str | None = None
-    model_sha256: str | None = None
-    model_cache_dir: Path = Path("/tmp/reranker-models")  # noqa: S108 - Lambda's only writable disk
-    model_archive_max_bytes: int = 1024 * 1024 * 1024
-    model_archive_max_files: int = 64
+    model_dir: Path | None = setting(
+        MODEL_DIR,
+        None,
+        "a FlashRank-format model directory; wins over everything else",
+        shown_allowed="a directory",
+    )
+    model_name: str = setting(
+        MODEL_NAME, "ms-marco-TinyBERT-L-2-v2", "the layer's model: `<MODEL_LAYER_ROOT>/<MODEL_NAME>`"
+    )
+    model_layer_root: Path = setting(
+        MODEL_LAYER_ROOT,
+        Path("/opt/models"),
+        "where the model layer keeps its models",
+        shown_allowed="a directory",
+    )
+    model_s3_uri: str | None = setting(
+        MODEL_S3_URI,
+        None,
+        "a FlashRank model zip in S3, downloaded at init when no model directory or layer has the model",
+        shown_allowed="`s3://bucket/key.zip`",
+    )
+    model_sha256: str | None = setting(
+        MODEL_SHA256,
+        None,
+        "sha256 of the MODEL_S3_URI archive (required with it), checked before it is unpacked",
+        shown_allowed="64 hexadecimal characters",
+    )
+    model_cache_dir: Path = setting(
+        MODEL_CACHE_DIR,
+        Path("/tmp/reranker-models"),  # noqa: S108 - Lambda's only writable disk
+        "where the S3 model is cached (verified manifest, atomic publish)",
+        shown_allowed="a directory",
+    )
+    model_archive_max_bytes: int = setting(
+        "MODEL_ARCHIVE_MAX_BYTES",
+        1024 * 1024 * 1024,
+        "zip-bomb limit of the S3 archive: the uncompressed bytes its entries may declare (default 1 GiB)",
+    )
+    model_archive_max_files: int = setting(
+        "MODEL_ARCHIVE_MAX_FILES", 64, "zip-bomb limit of the S3 archive: the entries it may hold"
+    )
     # The S3 download is retried whole (throttling, 5xx, a cut or stalled body) up to model_s3_max_attempts
     # GETs, and every attempt, timeout and backoff sleep fits in model_load_budget_seconds, which keeps the
     # init well under Lambda's 10 s limit. A failure that outlives it is tried again by a later request, at
     # most every model_load_retry_seconds.
-    model_s3_max_attempts: int = 4
-    model_s3_connect_timeout_seconds: float = 2.0
-    model_s3_read_timeout_seconds: float = 3.0
-    model_load_budget_seconds: float = 8.0
-    model_load_retry_seconds: float = 30.0
+    model_s3_max_attempts: int = setting(
+        MODEL_S3_MAX_ATTEMPTS,
+        4,
+        "GETs of the S3 archive at init, each a whole download (throttling, 5xx, network, cut or stalled body); "
+        "403/404 are not retried",
+        maximum=10,
+    )
+    model_s3_connect_timeout_seconds: float = setting(
+        "MODEL_S3_CONNECT_TIMEOUT_SECONDS",
+        2.0,
+        "S3 connect timeout per attempt (seconds, fractions allowed), shortened to fit what is left of the budget",
+        minimum=0.1,
+        maximum=60,
+    )
+    model_s3_read_timeout_seconds: float = setting(
+        "MODEL_S3_READ_TIMEOUT_SECONDS",
+        3.0,
+        "S3 read timeout per attempt (seconds, fractions allowed), shortened to fit what is left of the budget",
+        minimum=0.1,
+        maximum=300,
+    )
+    model_load_budget_seconds: float = setting(
+        MODEL_LOAD_BUDGET_SECONDS,
+        8.0,
+        "time the S3 source may take at init: every attempt, timeout and backoff sleep fits in it",
+        minimum=0.5,
+        maximum=900,
+    )
+    model_load_retry_seconds: float = setting(
+        "MODEL_LOAD_RETRY_SECONDS",
+        30.0,
+        "after an init that S3 failed, the soonest a request tries the load again",
+        maximum=3600,
+    )
     # Inference (engine.py).
-    engine_schedule: Schedule = "auto"
-    engine_batch_size: int = 8
-    engine_max_length: int = 512
-    ort_intra_op_threads: int = 1
-    engine_parallel_runs: int = 1
+    engine_schedule: Schedule = setting(
+        "ENGINE_SCHEDULE",
+        "auto",
+        "`single` (each pair alone, unpadded), `sorted_batches` (length-sorted micro-batches); "
+        "`auto` = single for int8 models, sorted batches for fp32",
+    )
+    engine_batch_size: int = setting(
+        "ENGINE_BATCH_SIZE", 8, "micro-batch size for `sorted_batches`", maximum=256
+    )
+    engine_max_length: int = setting(
+        "ENGINE_MAX_LENGTH", 512, "token limit (also capped by the model's `model_max_length`)", maximum=8192
+    )
+    ort_intra_op_threads: int = setting("ORT_INTRA_OP_THREADS", 1, "onnxruntime threads per run", maximum=64)
+    ort_allow_spinning: bool = setting(
+        "ORT_ALLOW_SPINNING",
+        True,
+        "onnxruntime's intra-op worker threads spin while they wait for work (only runs with more than one "
+        "thread have workers)",
+        shown_default="from memory: false below 1769 MB (a CPU quota), true from there",
+    )
+    engine_parallel_runs: int = setting(
+        "ENGINE_PARALLEL_RUNS",
+        1,
+        "model runs in flight at once, one thread each",
+        maximum=16,
+        shown_default="from memory: its vCPUs (MB / 1769 to the nearest, 1 to 6); off Lambda: min(6, CPUs)",
+    )
+    engine_tail_intra_op_threads: int = setting(
+        "ENGINE_TAIL_INTRA_OP_THREADS",
+        1,
+        "onnxruntime threads of each run that starts when fewer runs are left than ENGINE_PARALLEL_RUNS (the "
+        "request's tail; a second session, so the model's memory twice); 1 = off, the tail runs like the rest",
+        maximum=64,
+    )
     # Request limits (schemas.py).
-    max_passages: int = 1000
-    max_passage_chars: int = 16_384
-    max_query_chars: int = 2_048
-    max_total_chars: int = 4_000_000
-    max_batch_requests: int = 100
+    max_passages: int = setting("MAX_PASSAGES", 1000, "passages per request (413 above)")
+    max_passage_chars: int = setting(
+        "MAX_PASSAGE_CHARS",
+        16_384,
+        "characters of a passage that are scored; longer ones are cut before tokenizing "
+        "(`PreTruncatedPassages`) but returned whole",
+    )
+    max_query_chars: int = setting("MAX_QUERY_CHARS", 2_048, "query length (413 above)")
+    max_total_chars: int = setting(
+        "MAX_TOTAL_CHARS", 4_000_000, "query + passage characters per request (413 above)"
+    )
+    max_batch_requests: int = setting("MAX_BATCH_REQUESTS", 100, "requests per batch invocation")
     # Long documents, deadlines, score cache.
-    long_documents: LongDocuments = "truncate"
-    window_max_per_passage: int = 8
-    window_overlap_tokens: int = 64
-    deadline_policy: DeadlinePolicy = "fallback"
-    deadline_margin_ms: int = 500
-    score_cache_mb: float = 32.0
+    long_documents: LongDocuments = setting(
+        "LONG_DOCUMENTS",
+        "truncate",
+        "long passages: `truncate` scores the first ENGINE_MAX_LENGTH tokens of query + passage, `window` "
+        "scores overlapping windows and keeps the best (a request may choose its own)",
+    )
+    window_max_per_passage: int = setting(
+        "WINDOW_MAX_PER_PASSAGE", 8, "windows scored per passage at most in `window` mode"
+    )
+    window_overlap_tokens: int = setting(
+        "WINDOW_OVERLAP_TOKENS", 64, "tokens shared by neighbouring windows", minimum=0, maximum=256
+    )
+    deadline_policy: DeadlinePolicy = setting(
+        "DEADLINE_POLICY",
+        "fallback",
+        "when time runs out: `fallback` answers with the unscored passages appended in input order, "
+        "`error` fails with `DeadlineExceeded`",
+    )
+    deadline_margin_ms: int = setting(
+        "DEADLINE_MARGIN_MS", 500, "scoring stops this long before the function's timeout", minimum=0
+    )
+    score_cache_mb: float = setting(
+        "SCORE_CACHE_MB", 32.0, "warm score cache size (MiB); 0 = off", maximum=8192
+    )
     # Bearer-token auth for Cohere-style clients.
-    auth_mode: AuthMode = "none"
-    auth_tokens_parameter: str | None = None
-    auth_tokens_max_age_seconds: int = 300
-    log_payloads: bool = False
+    auth_mode: AuthMode = setting(
+        AUTH_MODE,
+        "none",
+        "`bearer`: the function checks `Authorization: Bearer` tokens; `none`: it checks nothing (IAM, if any, "
+        "is enforced before it); the template sets it from `AuthMode`",
+    )
+    auth_tokens_parameter: str | None = setting(
+        AUTH_TOKENS_PARAMETER,
+        None,
+        "name of the SSM SecureString parameter holding the accepted bearer tokens (required with "
+        "AUTH_MODE=bearer)",
+        shown_allowed="an SSM parameter name",
+    )
+    auth_tokens_max_age_seconds: int = setting(
+        "AUTH_TOKENS_MAX_AGE_SECONDS",
+        300,
+        "how long the fetched tokens are cached before SSM is read again",
+        minimum=0,
+    )
+    log_payloads: bool = setting("LOG_PAYLOADS", False, "log query and passage text (debugging only)")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read every setting; raise SettingsError naming each bad one, or return the settings."""
         env = os.environ if environ is None else environ
-        reader = _Reader(env)
+        reader = EnvironmentReader(env)
         memory_mb = reader.integer(LAMBDA_MEMORY_SIZE, 0, minimum=0)
         # Small per-pair runs gain nothing from intra-op threads (measured: slower); each vCPU instead runs
         # its own pair, so the parallelism follows the vCPUs Lambda grants for the memory size.
-        vcpus = 2 if memory_mb >= ONE_VCPU_MEMORY_MB * 2 else 1
-        if memory_mb == 0:
-            vcpus = min(2, os.cpu_count() or 1)
-        settings = cls(
-            model_dir=reader.path(MODEL_DIR),
-            model_name=reader.text(MODEL_NAME, DEFAULT_MODEL_NAME),
-            model_layer_root=reader.path(MODEL_LAYER_ROOT) or cls.model_layer_root,
-            model_s3_uri=reader.optional(MODEL_S3_URI),
-            model_sha256=reader.optional(MODEL_SHA256),
-            model_cache_dir=reader.path(MODEL_CACHE_DIR) or cls.model_cache_dir,
-            model_archive_max_bytes=reader.integer(MODEL_ARCHIVE_MAX_BYTES, cls.model_archive_max_bytes),
-            model_archive_max_files=reader.integer(MODEL_ARCHIVE_MAX_FILES, cls.model_archive_max_files),
-            model_s3_max_attempts=reader.integer(
-                MODEL_S3_MAX_ATTEMPTS, cls.model_s3_max_attempts, maximum=10
-            ),
-            model_s3_connect_timeout_seconds=reader.number(
-                MODEL_S3_CONNECT_TIMEOUT_SECONDS,
-                cls.model_s3_connect_timeout_seconds,
-                minimum=0.1,
-                maximum=60,
-            ),
-            model_s3_read_timeout_seconds=reader.number(
-                MODEL_S3_READ_TIMEOUT_SECONDS, cls.model_s3_read_timeout_seconds, minimum=0.1, maximum=300
-            ),
-            model_load_budget_seconds=reader.number(
-                MODEL_LOAD_BUDGET_SECONDS, cls.model_load_budget_seconds, minimum=0.5, maximum=900
-            ),
-            model_load_retry_seconds=reader.number(
-                MODEL_LOAD_RETRY_SECONDS, cls.model_load_retry_seconds, maximum=3600
-            ),
-            engine_schedule=reader.choice(ENGINE_SCHEDULE, "auto", ("auto", "single", "sorted_batches")),
-            engine_batch_size=reader.integer(ENGINE_BATCH_SIZE, cls.engine_batch_size, maximum=256),
-            engine_max_length=reader.integer(ENGINE_MAX_LENGTH, cls.engine_max_length, maximum=8192),
-            ort_intra_op_threads=reader.integer(ORT_INTRA_OP_THREADS, 1, maximum=64),
-            engine_parallel_runs=reader.integer(ENGINE_PARALLEL_RUNS, vcpus, maximum=16),
-            max_passages=reader.integer(MAX_PASSAGES, cls.max_passages),
-            max_passage_chars=reader.integer(MAX_PASSAGE_CHARS, cls.max_passage_chars),
-            max_query_chars=reader.integer(MAX_QUERY_CHARS, cls.max_query_chars),
-            max_total_chars=reader.integer(MAX_TOTAL_CHARS, cls.max_total_chars),
-            max_batch_requests=reader.integer(MAX_BATCH_REQUESTS, cls.max_batch_requests),
-            long_documents=reader.choice(LONG_DOCUMENTS, "truncate", ("truncate", "window")),
-            window_max_per_passage=reader.integer(WINDOW_MAX_PER_PASSAGE, cls.window_max_per_passage),
-            window_overlap_tokens=reader.integer(
-                WINDOW_OVERLAP_TOKENS, cls.window_overlap_tokens, minimum=0, maximum=256
-            ),
-            deadline_policy=reader.choice(DEADLINE_POLICY, "fallback", ("fallback", "error")),
-            deadline_margin_ms=reader.integer(DEADLINE_MARGIN_MS, cls.deadline_margin_ms, minimum=0),
-            score_cache_mb=reader.number(SCORE_CACHE_MB, cls.score_cache_mb, maximum=8192),
-            auth_mode=reader.choice(AUTH_MODE, "none", ("none", "bearer")),
-            auth_tokens_parameter=reader.optional(AUTH_TOKENS_PARAMETER),
-            auth_tokens_max_age_seconds=reader.integer(
-                AUTH_TOKENS_MAX_AGE_SECONDS, cls.auth_tokens_max_age_seconds, minimum=0
-            ),
-            log_payloads=reader.boolean(LOG_PAYLOADS, default=False),
-        )
+        derived_defaults = {
+            "engine_parallel_runs": lambda_vcpus(memory_mb)
+            if memory_mb
+            else min(MAX_LAMBDA_VCPUS, os.cpu_count() or 1),
+            "ort_allow_spinning": not 0 < memory_mb < ONE_VCPU_MEMORY_MB,
+        }
+        values: dict[str, Any] = {
+            item.name: item.read(reader, derived_defaults.get(item.name, item.default))
+            for item in DECLARED_SETTINGS
+        }
+        settings = cls(**values)
         problems = list(reader.problems)
         if settings.model_s3_uri is not None:
             if not settings.model_s3_uri.startswith("s3://") or "/" not in settings.model_s3_uri[5:]:
@@ -186,84 +256,55 @@ class Settings:
             raise SettingsError("invalid settings: " + "; ".join(problems))
         return settings
 
-    def describe(self) -> dict[str, object]:
-        """The non-secret settings, for /health and the init log line."""
-        shown = {}
-        for item in fields(self):
-            value = getattr(self, item.name)
-            shown[item.name] = str(value) if isinstance(value, Path) else value
-        return shown
+
+def lambda_vcpus(memory_mb: int) -> int:
+    """The whole vCPUs Lambda grants for a memory size: MB / 1769 to the nearest (halves up), 1 to 6.
+
+    Rounded, not cut: 10,240 MB is 5.8 vCPUs of quota spread over six, and from 1.5 vCPUs a second run in
+    flight uses the quota a single one leaves idle. Below 1769 MB (a fraction of one vCPU) it is 1.
+    """
+    nearest = (2 * memory_mb + ONE_VCPU_MEMORY_MB) // (2 * ONE_VCPU_MEMORY_MB)
+    return max(1, min(MAX_LAMBDA_VCPUS, nearest))
+
+
+# Every setting's declaration, in order: what from_env reads, and what the docs and the tests hold others to.
+DECLARED_SETTINGS: tuple[DeclaredSetting, ...] = declared_settings(Settings)
+
+
+@dataclass(frozen=True)
+class PlatformVariable:
+    """A variable Lambda or Powertools sets or reads, which this code reads too (documentation only)."""
+
+    variable: str
+    shown_default: str
+    doc: str
+
+
+PLATFORM_VARIABLES = (
+    PlatformVariable(
+        LAMBDA_MEMORY_SIZE,
+        "set by Lambda",
+        "the memory size (MB); `ENGINE_PARALLEL_RUNS` and `ORT_ALLOW_SPINNING` follow it when unset",
+    ),
+    PlatformVariable(
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "set by Lambda",
+        "`snap-start` while a version is published with SnapStart: a failed model load then fails the publish",
+    ),
+    PlatformVariable("AWS_LAMBDA_FUNCTION_VERSION", "set by Lambda", "the version `/health` reports"),
+    PlatformVariable("LAMBDA_TASK_ROOT", "set by Lambda", "tracing is on only where it is set (on Lambda)"),
+    PlatformVariable("AWS_SAM_LOCAL", "set by `sam local`", "turns tracing off"),
+    PlatformVariable("AWS_CHALICE_CLI_MODE", "set by Chalice", "turns tracing off"),
+    PlatformVariable("POWERTOOLS_SERVICE_NAME", "reranker", "the `service` of every log line and metric"),
+    PlatformVariable("POWERTOOLS_METRICS_NAMESPACE", "Reranker", "the CloudWatch namespace of the metrics"),
+    PlatformVariable("POWERTOOLS_LOG_LEVEL", "INFO", "the log level (Powertools reads it)"),
+    PlatformVariable(
+        "POWERTOOLS_TRACE_DISABLED",
+        "false",
+        "true: no X-Ray and no `aws_xray_sdk` import (tracing is also off outside Lambda)",
+    ),
+)
 
 
 def _is_sha256(value: str) -> bool:
     return len(value) == 64 and all(char in "0123456789abcdefABCDEF" for char in value)
-
-
-class _Reader:
-    """Parses environment values and collects every problem instead of stopping at the first."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self._env = env
-        self.problems: list[str] = []
-
-    def optional(self, name: str) -> str | None:
-        value = self._env.get(name, "").strip()
-        return value or None
-
-    def text(self, name: str, default: str) -> str:
-        return self.optional(name) or default
-
-    def path(self, name: str) -> Path | None:
-        value = self.optional(name)
-        return Path(value) if value else None
-
-    def _parse(self, name: str, default: T, convert: Callable[[str], T], expected: str) -> T:
-        raw = self.optional(name)
-        if raw is None:
-            return default
-        try:
-            return convert(raw)
-        except ValueError:
-            self.problems.append(f"{name} must be {expected}, got {raw!r}")
-            return default
-
-    def integer(self, name: str, default: int, *, minimum: int = 1, maximum: int | None = None) -> int:
-        value = self._parse(name, default, int, "an integer")
-        if value < minimum or (maximum is not None and value > maximum):
-            bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
-            self.problems.append(f"{name} must be {bounds}, got {value}")
-            return default
-        return value
-
-    def number(
-        self, name: str, default: float, *, minimum: float = 0.0, maximum: float | None = None
-    ) -> float:
-        value = self._parse(name, default, float, "a number")
-        # "not >=" also refuses nan; "inf" fails the maximum when there is one.
-        if not value >= minimum or (maximum is not None and not value <= maximum):
-            bounds = f">= {minimum:g}" if maximum is None else f"between {minimum:g} and {maximum:g}"
-            self.problems.append(f"{name} must be {bounds}, got {value}")
-            return default
-        return value
-
-    def boolean(self, name: str, *, default: bool) -> bool:
-        raw = self.optional(name)
-        if raw is None:
-            return default
-        lowered = raw.lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
-        self.problems.append(f"{name} must be true or false, got {raw!r}")
-        return default
-
-    def choice(self, name: str, default: T, allowed: tuple[T, ...]) -> T:
-        raw = self.optional(name)
-        if raw is None:
-            return default
-        for option in allowed:
-            if raw == option:
-                return option
-        self.problems.append(f"{name} must be one of {', '.join(map(str, allowed))}, got {raw!r}")
-        return default

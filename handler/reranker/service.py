@@ -395,6 +395,7 @@ def health(payload: object, call: Call) -> dict[str, Any]:
             "name": engine.name,
             "sha256": engine.sha256,
             "quantized": engine.quantized,
+            "fixture": engine.fixture,
             "source": location.source if location else None,
             "archive_sha256": location.archive_sha256 if location else None,
             "load_seconds": round(runtime.load_seconds, 4),

@@ -30,7 +30,10 @@ from reranker.errors import (
     ModelUnavailable,
     UnsafeModelArchive,
 )
-from reranker.model_store import MANIFEST_FILE, create_s3_client, locate_model
+from reranker.model_cache import MANIFEST_FILE
+from reranker.model_store import locate_model
+from reranker.observability import SERVICE_NAME
+from reranker.s3_download import create_s3_client
 from tests.fault_proxy import Fault, FaultProxy, cut_body, server_error, slow_down, stall_body, trickle_body
 
 REPO = Path(__file__).resolve().parents[2]
@@ -429,7 +432,8 @@ def test_client_makes_one_request_per_call_with_the_given_timeouts(aws_env: Any,
 
 
 def retry_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [record.getMessage() for record in caplog.records if record.name == "reranker.model_store"]
+    """The store's log lines: they go through the one Powertools logger, named after the service."""
+    return [record.getMessage() for record in caplog.records if record.name == SERVICE_NAME]
 
 
 @pytest.mark.parametrize(
@@ -580,6 +584,64 @@ def test_refusals_are_not_retried(
         locate_model(replace(settings, model_s3_max_attempts=5))
 
     assert aws_env.gets() == 1
+
+
+# --- the log lines, whatever the service is called ---------------------------------------------------
+
+_LOGGING_SCRIPT = """
+from reranker.config import Settings
+from reranker.model_store import locate_model
+from reranker.observability import logger
+logger.set_correlation_id("request-7")  # what inject_lambda_context does when a request retries the load
+locate_model(Settings.from_env())
+"""
+
+
+def test_retry_lines_are_powertools_json_under_any_service_name(
+    published: Published, aws_env: FaultProxy
+) -> None:
+    # Given a function whose POWERTOOLS_SERVICE_NAME is not "reranker", in a fresh process (the Logger is
+    # made at import), and one throttled GET
+    settings, _, _ = published
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("MODEL_", "POWERTOOLS_"))}
+    env.update(
+        PYTHONPATH=f"{REPO / 'handler'}{os.pathsep}{REPO}",
+        POWERTOOLS_SERVICE_NAME="something-else",
+        MODEL_LAYER_ROOT=str(settings.model_layer_root),
+        MODEL_S3_URI=str(settings.model_s3_uri),
+        MODEL_SHA256=str(settings.model_sha256),
+        MODEL_CACHE_DIR=str(settings.model_cache_dir),
+        _X_AMZN_TRACE_ID="Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+    )
+    aws_env.inject(slow_down())
+
+    # When the model is located
+    done = subprocess.run(
+        [sys.executable, "-c", _LOGGING_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    # Then every line is a Powertools JSON record on stdout, with the service, the correlation ids and the
+    # retry fields, and nothing reached stderr
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    retry, recovered = records
+    for record in records:
+        assert record["service"] == "something-else"
+        assert record["level"] == "WARNING"
+        assert record["correlation_id"] == "request-7"
+        assert record["xray_trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"
+        assert {"timestamp", "location"} <= record.keys()
+    assert retry["message"].startswith(f"model download attempt 1 of {settings.model_s3_uri} failed")
+    assert (retry["attempt"], retry["fault"]) == (1, "SlowDown 503")
+    assert "after 2 attempts" in recovered["message"]
+    assert recovered["attempts"] == 2
+    assert aws_env.gets() == 2
 
 
 # --- the init, and the later retry -------------------------------------------------------------------

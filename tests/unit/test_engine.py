@@ -15,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from reranker.engine import CrossEncoder, EngineOptions, logits_to_scores
+from reranker.engine import CrossEncoder, EngineOptions
 from reranker.errors import ModelFileInvalid
+from reranker.logits import logits_to_scores
 from reranker.tokenization import TOKENIZE_FIRST_CHUNK_CHARS
 from tests.models import FAMILY_NAMES, MODEL_NAME, fixture_model
 from tools.fixture_model.__main__ import MARKER_WORD, ONNX_FILE
@@ -193,7 +194,7 @@ def test_pad_id_comes_from_config(model_copy: Path) -> None:
     (model_copy / "config.json").write_text(json.dumps(config))
     encoder = CrossEncoder.load(model_copy, EngineOptions(schedule="sorted_batches"))
     pending = encoder.tokenization.encode("q", ["a", "a much longer passage"], "truncate").runs
-    feed = encoder._feed(pending)
+    feed = encoder.runner.feed(pending)
     assert feed["input_ids"][0, -1] == 7
 
 

@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 from botocore.response import StreamingBody
 
-from reranker import model_store
 from reranker.config import Settings, SettingsError
 from reranker.errors import ModelDownloadFailed, ModelNotConfigured, ModelUnavailable, UnsafeModelArchive
+from reranker.model_cache import ModelCache
 from reranker.model_store import ARCHIVE_SHA256_FILE, ModelLocation, locate_model
+from reranker.s3_download import S3ArchiveDownload
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "ms-marco-TinyBERT-L-2-v2"
@@ -320,7 +321,10 @@ def test_losing_the_publish_race_is_not_an_error(tmp_path: Path) -> None:
     settings = s3_settings(tmp_path, data)
     other = FakeS3(data)
     ours = FakeS3(
-        data, on_get=lambda: model_store.S3ModelCache(settings, s3_client=other)._download_and_publish()
+        data,
+        on_get=lambda: ModelCache(
+            settings, S3ArchiveDownload(settings, s3_client=other)
+        ).download_and_publish(),
     )
 
     # When our rename finds the entry already there, Then we use theirs after verifying it

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reranker import tei
-from reranker.engine import CrossEncoder, EngineOptions, logits_to_scores, raw_logits, sigmoid
+from reranker.engine import CrossEncoder, EngineOptions
 from reranker.errors import (
     DeadlineExceeded,
     InternalError,
@@ -21,6 +21,7 @@ from reranker.errors import (
     ModelUnavailable,
     PayloadTooLarge,
 )
+from reranker.logits import logits_to_scores, raw_logits, sigmoid
 from reranker.schemas import Limits
 from tests.models import fixture_model
 from tools.invoke import LocalContext

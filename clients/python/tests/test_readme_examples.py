@@ -1,4 +1,4 @@
-"""The README's examples are clients/python/examples/*.py, verbatim, and each one runs against the stand-in."""
+"""The API guide's examples are clients/python/examples/*.py, verbatim, and each one runs against the stand-in."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from standin import StandIn
 
 CLIENT_DIR = Path(__file__).resolve().parent.parent
 EXAMPLES = CLIENT_DIR / "examples"
-README = CLIENT_DIR.parent.parent / "README.md"
-SECTION = "### Calling the API with SigV4"
+API_GUIDE = CLIENT_DIR.parent.parent / "docs" / "api.md"
+SECTION = "## Calling the API with SigV4"
 CLIENT_README = CLIENT_DIR / "README.md"
 # Each example's last printed lines, as the fixture model ranks them (the cross-encoder passage first).
 EXPECTED_LAST_LINE = {
@@ -24,27 +24,34 @@ EXPECTED_LAST_LINE = {
 }
 
 
-def readme_python_blocks() -> list[str]:
-    text = README.read_text(encoding="utf-8")
+def api_guide_python_blocks() -> list[str]:
+    text = API_GUIDE.read_text(encoding="utf-8")
     start = text.index(SECTION)
-    end = text.find("\n### ", start + len(SECTION))
+    end = text.find("\n## ", start + len(SECTION))
     section = text[start : end if end != -1 else len(text)]
     return re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
 
 
-def test_the_readme_section_shows_every_example_verbatim() -> None:
-    blocks = readme_python_blocks()
+def test_the_api_guide_section_shows_every_example_verbatim() -> None:
+    blocks = api_guide_python_blocks()
     examples = sorted(EXAMPLES.glob("*.py"))
 
     assert {path.name for path in examples} == set(EXPECTED_LAST_LINE)
     for path in examples:
-        assert path.read_text(encoding="utf-8") in blocks, f"README {SECTION!r} lacks {path.name} verbatim"
+        assert path.read_text(encoding="utf-8") in blocks, (
+            f"docs/api.md {SECTION!r} lacks {path.name} verbatim"
+        )
+
+
+def client_readme_python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", CLIENT_README.read_text(encoding="utf-8"), flags=re.DOTALL)
 
 
 def test_the_client_readme_shows_the_client_example_verbatim() -> None:
-    blocks = re.findall(r"```python\n(.*?)```", CLIENT_README.read_text(encoding="utf-8"), flags=re.DOTALL)
+    blocks = client_readme_python_blocks()
 
-    assert blocks == [(EXAMPLES / "client.py").read_text(encoding="utf-8")]
+    assert blocks[0] == (EXAMPLES / "client.py").read_text(encoding="utf-8")
+    assert len(blocks) == 2  # and the local-endpoint example, run by test_unsigned.py
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_LAST_LINE))
