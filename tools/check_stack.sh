@@ -52,7 +52,9 @@ done
 
 # --- sam build in the background: it is the slow part (pip downloads), the rest overlaps with it ------
 fixture_sha256=$(cut -c1-64 "$FIXTURE_ARCHIVE.sha256")
-"$SAM" build RerankFunction --cached --cache-dir "$FUNCTION_CACHE" --build-dir "$work/build-function" \
+# sam builds the function's layer with it (the function's Layers name ModelLayer): the fixture model there too.
+env MODEL_NAME=$MODEL_NAME MODEL_ARCHIVE="$PWD/$FIXTURE_ARCHIVE" MODEL_ARCHIVE_SHA256="$fixture_sha256" \
+  "$SAM" build RerankFunction --cached --cache-dir "$FUNCTION_CACHE" --build-dir "$work/build-function" \
   >"$work/build-function.log" 2>&1 &
 function_build_pid=$!
 background_pids+=("$function_build_pid")
@@ -98,6 +100,8 @@ run "sam validate --lint" "$SAM" validate --lint --template template.yaml
 run "translate template (samtranslator, offline)" \
   .tools/sam/bin/python tools/translate_template.py template.yaml -o "$work/translated.json"
 run "cfn-lint translated template" "$CFN_LINT" "$work/translated.json"
+run "sam local reads the model layer and every route (tools/sam_local)" \
+  .tools/sam/bin/python -m tools.sam_local.check_template template.yaml
 
 # checkov: zero failed checks, and every skipped check carries its reason (checkov:skip comments in
 # template.yaml, summarised in .checkov.yaml).
