@@ -31,6 +31,17 @@ LONG_DOCUMENT_MODES: tuple[LongDocuments, ...] = ("truncate", "window")
 PASSAGE_FIELDS = ("id", "text", "meta")
 MAX_CORRELATION_ID_CHARS = 128
 
+
+@dataclass(frozen=True)
+class FieldNames:
+    """What a wire format calls the native fields its requests map to, so validation speaks its words."""
+
+    passages: str = "passages"
+    top_k: str = "top_k"
+
+
+NATIVE_NAMES = FieldNames()
+
 # Lambda's synchronous payload limit (request and response, Function URLs too).
 LAMBDA_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
 
@@ -231,8 +242,11 @@ def _key_path(path: str, key: object) -> str:
     return f"{path}[{_quote_key(key)}]"
 
 
-def parse_rerank_request(payload: object, limits: Limits) -> RerankRequest:
-    """Validate a decoded native request; raise InvalidRequest (400) or PayloadTooLarge (413)."""
+def parse_rerank_request(payload: object, limits: Limits, names: FieldNames = NATIVE_NAMES) -> RerankRequest:
+    """Validate a decoded native request; raise InvalidRequest (400) or PayloadTooLarge (413).
+
+    ``names``: how the caller's wire format calls passages and top_k, for the messages.
+    """
     if not isinstance(payload, Mapping):
         raise InvalidRequest(f"request must be a JSON object, got {_json_type(payload)}")
     unknown = [key for key in payload if key not in REQUEST_FIELDS]
@@ -256,7 +270,7 @@ def parse_rerank_request(payload: object, limits: Limits) -> RerankRequest:
     if isinstance(top_k, float) and top_k.is_integer():
         top_k = int(top_k)
     if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
-        raise InvalidRequest(f"top_k must be a positive integer, got {_describe_value(top_k)}")
+        raise InvalidRequest(f"{names.top_k} must be a positive integer, got {_describe_value(top_k)}")
 
     min_score = parse_min_score(payload.get("min_score"))
 
@@ -275,8 +289,8 @@ def parse_rerank_request(payload: object, limits: Limits) -> RerankRequest:
         raise InvalidRequest(f"correlation_id must be a string of 1 to {MAX_CORRELATION_ID_CHARS} characters")
 
     if "passages" not in payload:
-        raise InvalidRequest("passages is required (a list of strings or objects with text)")
-    passages = _parse_passages(payload["passages"], query, limits)
+        raise InvalidRequest(f"{names.passages} is required (a list of strings or objects with text)")
+    passages = _parse_passages(payload["passages"], query, limits, names.passages)
     return RerankRequest(
         query=query,
         passages=passages,
@@ -302,27 +316,26 @@ def parse_min_score(value: object) -> float | None:
     return float(value)
 
 
-def _parse_passages(raw: object, query: str, limits: Limits) -> tuple[Passage, ...]:
+def _parse_passages(raw: object, query: str, limits: Limits, name: str) -> tuple[Passage, ...]:
     if not isinstance(raw, list):
-        raise InvalidRequest(f"passages must be a list, got {_json_type(raw)}")
+        raise InvalidRequest(f"{name} must be a list, got {_json_type(raw)}")
     if len(raw) > limits.max_passages:
-        raise PayloadTooLarge(f"passages has {len(raw)} entries; the limit is {limits.max_passages}")
+        raise PayloadTooLarge(f"{name} has {len(raw)} entries; the limit is {limits.max_passages}")
     total_chars = len(query)
     parsed: list[Passage] = []
     for index, entry in enumerate(raw):
-        passage = _parse_passage(index, entry, limits.max_passage_chars)
+        passage = _parse_passage(f"{name}[{index}]", index, entry, limits.max_passage_chars)
         total_chars += len(passage.text)
         if total_chars > limits.max_total_chars:
             raise PayloadTooLarge(
-                f"query and passages exceed {limits.max_total_chars} characters in total "
-                f"(reached at passages[{index}])"
+                f"query and {name} exceed {limits.max_total_chars} characters in total "
+                f"(reached at {name}[{index}])"
             )
         parsed.append(passage)
     return tuple(parsed)
 
 
-def _parse_passage(index: int, entry: object, max_chars: int) -> Passage:
-    where = f"passages[{index}]"
+def _parse_passage(where: str, index: int, entry: object, max_chars: int) -> Passage:
     if isinstance(entry, str):
         return Passage(index=index, id=index, text=entry, scored_text=entry[:max_chars])
     if not isinstance(entry, Mapping):
