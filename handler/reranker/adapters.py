@@ -12,11 +12,11 @@ import binascii
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from reranker.calls import Call, CallerShape
-from reranker.dialect import AnyDialect
+from reranker.calls import Call, CallerShape, report_error
+from reranker.dialect import AnyDialect, Outcome
 from reranker.errors import (
     InvalidRequest,
     MethodNotAllowed,
@@ -31,6 +31,22 @@ from reranker.text import escape_lone_surrogates
 
 CORRELATION_HEADER = "x-correlation-id"
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:/+=@-]{1,128}$")
+
+
+# --- reading an event ------------------------------------------------------------------------------
+
+
+def read_event(event: object) -> HttpRequest | DirectRequest:
+    """The event as a request of the caller's shape; a body that cannot be read is kept as its error.
+
+    The error is raised only where it is the answer: after routing and authentication for HTTP, so a
+    404, 405 or 401 still wins over a bad body.
+    """
+    shape = detect_shape(event)
+    if shape == "direct":
+        return read_direct(event)
+    assert isinstance(event, Mapping)  # detect_shape found an HTTP proxy event
+    return read_http_event(event, shape)
 
 
 # --- detecting the caller --------------------------------------------------------------------------
@@ -66,10 +82,8 @@ class HttpRequest:
     is_base64: bool
     request_id: str | None
     correlation_id: str | None
-
-    def json_body(self) -> object:
-        """The body as JSON (read only by routes that take one, after routing and auth)."""
-        return read_json_body(self)
+    payload: object = None  # the decoded JSON body
+    body_error: Exception | None = None  # why the body could not be read (raised by routes that read it)
 
     def call(self, context: Any) -> Call:
         return Call(
@@ -92,7 +106,7 @@ def read_http_event(event: Mapping[str, Any], shape: CallerShape) -> HttpRequest
     header_id = headers.get(CORRELATION_HEADER)
     correlation_id = header_id if header_id and _CORRELATION_ID.match(header_id) else request_id
     body = event.get("body")
-    return HttpRequest(
+    request = HttpRequest(
         shape=shape,
         method=method,
         path=_normalize_path(path),
@@ -102,6 +116,10 @@ def read_http_event(event: Mapping[str, Any], shape: CallerShape) -> HttpRequest
         request_id=request_id,
         correlation_id=correlation_id,
     )
+    try:
+        return replace(request, payload=read_json_body(request))
+    except Exception as exc:  # noqa: BLE001 - kept, and raised only by a route that reads the body
+        return replace(request, body_error=exc)
 
 
 def _http_api_path(event: Mapping[str, Any], context: Mapping[str, Any]) -> str:
@@ -207,6 +225,16 @@ def read_json_body(request: HttpRequest) -> object:
 # --- answers ---------------------------------------------------------------------------------------
 
 
+def write_http(outcome: Outcome, correlation_id: str | None) -> dict[str, Any]:
+    """The proxy response of an outcome: its answer, or its error, in its dialect's words."""
+    if outcome.error is None:
+        try:
+            return write_answer(outcome.answer, outcome.dialect, correlation_id)
+        except Exception as exc:  # noqa: BLE001 - an answer Lambda could not return is an error answer
+            return write_error(report_error(exc), outcome.dialect, correlation_id)
+    return write_error(outcome.error, outcome.dialect, correlation_id)
+
+
 def write_answer(answer: object, dialect: AnyDialect, correlation_id: str | None) -> dict[str, Any]:
     """A 200 proxy response, or PayloadTooLarge (in the dialect's advice) when Lambda could not return it."""
     response = http_response(200, answer, correlation_id=correlation_id)
@@ -304,14 +332,31 @@ def http_payload_size(response: Mapping[str, Any]) -> int:
     return envelope + len(body.encode("utf-8")) + body.count('"') + body.count("\\")
 
 
-def read_direct_event(event: object) -> object:
-    """A direct invoke's event as the request payload, once every number in it can be answered as strict JSON.
+@dataclass(frozen=True)
+class DirectRequest:
+    """A direct invoke (Step Functions, the SDK): the event is the payload."""
+
+    payload: object
+    correlation_id: str | None
+    body_error: Exception | None = None
+    shape: CallerShape = "direct"
+
+    def call(self, context: Any) -> Call:
+        return Call(shape="direct", context=context, correlation_id=self.correlation_id)
+
+
+def read_direct(event: object) -> DirectRequest:
+    """The event as the payload, once every number in it can be answered as strict JSON.
 
     The runtime parses the event leniently: ``NaN`` and ``Infinity`` are accepted and ``1e309`` becomes an
     infinity, none of which a JSON answer can echo.
     """
-    ensure_representable_numbers(event)
-    return event
+    correlation_id = direct_correlation_id(event)
+    try:
+        ensure_representable_numbers(event)
+    except Exception as exc:  # noqa: BLE001 - raised when the invoke is answered, after logging context is set
+        return DirectRequest(payload=event, correlation_id=correlation_id, body_error=exc)
+    return DirectRequest(payload=event, correlation_id=correlation_id)
 
 
 def direct_correlation_id(event: object) -> str | None:

@@ -1,17 +1,17 @@
-"""Lambda entry point: load the model at init, detect the caller, route it, answer in the caller's dialect."""
+"""Lambda entry point: load the model at init, read the event, route it, write the answer in the caller's dialect."""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from reranker import adapters, runtime
 from reranker import observability as obs
-from reranker.calls import Call, CallerShape, report_error
+from reranker.adapters import DirectRequest, HttpRequest
+from reranker.api import DIRECT, ROUTER
+from reranker.calls import report_error
 from reranker.observability import logger, metrics, tracing
-from reranker.routes import DIRECT, ROUTER
 from reranker.runtime import INITIALIZATION_TYPE, STATE, reset
 from reranker.service import VERSION, health
 
@@ -25,47 +25,37 @@ runtime.initialize()  # the model is in memory before the first request (and in 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: Any, context: Any) -> Any:
     started = time.perf_counter()
-    _emit_model_load_metric()
-    shape = adapters.detect_shape(event)
-    logger.append_keys(caller=shape)
-    tracing.annotate("caller", shape)
+    request = adapters.read_event(event)
+    logger.append_keys(caller=request.shape)
+    tracing.annotate("caller", request.shape)
     try:
-        if shape == "direct":
-            return handle_direct(event, context)
-        return handle_http(event, context, shape)
+        if isinstance(request, DirectRequest):
+            return handle_direct(request, context)
+        return handle_http(request, context)
     finally:
+        _emit_model_load_metric()
         elapsed_ms = (time.perf_counter() - started) * 1000
         metrics.add_metric(name=obs.LATENCY, unit="Milliseconds", value=elapsed_ms)
         logger.info("request done", extra={"total_ms": round(elapsed_ms, 2)})
 
 
-def handle_http(event: Mapping[str, Any], context: Any, shape: CallerShape) -> dict[str, Any]:
-    request = adapters.read_http_event(event, shape)
+def handle_http(request: HttpRequest, context: Any) -> dict[str, Any]:
     logger.set_correlation_id(request.correlation_id)
     logger.append_keys(method=request.method, path=request.path)
-    dialect = ROUTER.dialect_of(request.path, shape)  # errors before the body is read speak the route's words
-    try:
-        route = ROUTER.resolve(request.method, request.path, shape)
-        runtime.authenticate(request.headers)
-        payload = request.json_body() if route.reads_body else None
-        dialect = route.dialect_for(payload)
-        answer = route.operation(dialect, payload, request.call(context))
-        response = adapters.write_answer(answer, dialect, request.correlation_id)
-    except Exception as exc:  # noqa: BLE001 - the one place errors become HTTP answers
-        response = adapters.write_error(report_error(exc), dialect, request.correlation_id)
+    response = adapters.write_http(ROUTER.dispatch(request, context), request.correlation_id)
     logger.append_keys(status=response["statusCode"])
     return response
 
 
-def handle_direct(event: object, context: Any) -> dict[str, Any] | bytes:
+def handle_direct(request: DirectRequest, context: Any) -> dict[str, Any] | bytes:
     """The answer, or its JSON bytes when it echoes text the runtime could not encode (adapters.direct_payload)."""
-    correlation_id = adapters.direct_correlation_id(event)
-    if correlation_id:
-        logger.set_correlation_id(correlation_id)
+    if request.correlation_id:
+        logger.set_correlation_id(request.correlation_id)
     try:
-        payload = adapters.read_direct_event(event)
-        call = Call(shape="direct", context=context, correlation_id=correlation_id)
-        return adapters.write_direct(DIRECT.operation(DIRECT.dialect, payload, call), DIRECT.dialect)
+        if request.body_error is not None:
+            raise request.body_error
+        answer = DIRECT.operation(DIRECT.dialect, request.payload, request.call(context))
+        return adapters.write_direct(answer, DIRECT.dialect)
     except Exception as exc:
         error = report_error(exc)
         if error is exc:

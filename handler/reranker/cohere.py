@@ -214,7 +214,8 @@ class CohereDialect:
     def read(self, payload: object, scoring: Scoring) -> CohereRequest:
         return parse_cohere_request(payload, self.version, scoring.limits)
 
-    def answer(self, request: CohereRequest, scoring: Scoring, call: Call) -> dict[str, Any]:
+    def answer(self, payload: object, scoring: Scoring, call: Call) -> dict[str, Any]:
+        request = self.read(payload, scoring)
         if request.ignored_fields:
             logger.append_keys(ignored_fields=list(request.ignored_fields))
         needs_tokens = request.max_tokens_per_doc is not None or request.max_chunks_per_doc is not None

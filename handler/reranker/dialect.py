@@ -8,6 +8,7 @@ and body; nothing else names one.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from reranker.calls import Call
@@ -80,15 +81,15 @@ class Dialect[Request](Protocol):
         ...
 
     def claims(self, payload: object) -> bool:
-        """Whether a body on a route this dialect shares is in this format (a route's only dialect: always)."""
+        """Whether a body on a route this dialect shares is in this format (a route's own dialect: always)."""
         ...
 
     def read(self, payload: object, scoring: Scoring) -> Request:
         """The decoded body as this format's request (holding the native one); errors in its own words."""
         ...
 
-    def answer(self, request: Request, scoring: Scoring, call: Call) -> object:
-        """Score the request and shape the answer as this format's callers expect it."""
+    def answer(self, payload: object, scoring: Scoring, call: Call) -> object:
+        """Read the body (``read``), score it and shape the answer as this format's callers expect it."""
         ...
 
     def error_body(self, error: RerankerError) -> tuple[int, object]:
@@ -97,3 +98,12 @@ class Dialect[Request](Protocol):
 
 
 type AnyDialect = Dialect[Any]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a call produced, and the dialect to word it in: an answer, or the public error instead."""
+
+    dialect: AnyDialect
+    answer: object = None
+    error: RerankerError | None = None

@@ -1,23 +1,24 @@
-"""Which operation answers a call, and in which dialect: exact method + path routes, then the body decides.
+"""Which operation answers an HTTP request, and in which dialect: exact method + path, then the body decides.
 
 A route has a dialect (its errors' words before any body is read) and may share its path with dialects
-that claim a body by its shape: ``POST /rerank`` answers TEI's API for a body with ``texts``.
+that claim a body by its shape (``POST /rerank`` answers TEI's API for a body with ``texts``). The table of
+routes is api.py's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from reranker import service
-from reranker.calls import Call, CallerShape
-from reranker.cohere import COHERE_V1, COHERE_V2
-from reranker.dialect import AnyDialect
+from reranker.adapters import HttpRequest
+from reranker.calls import Call, CallerShape, report_error
+from reranker.dialect import AnyDialect, Outcome
 from reranker.errors import MethodNotAllowed, RouteNotFound
 from reranker.native import NATIVE
-from reranker.tei import TEI
 
 type Operation = Callable[[AnyDialect, object, Call], object]
+type Authenticate = Callable[[Mapping[str, str]], None]
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,35 @@ class Route:
 class Router:
     """Exact method + path routes; 404 for an unknown path, 405 (with the allowed methods) for a wrong method."""
 
-    def __init__(self, routes: list[Route], *, default_dialect: AnyDialect = NATIVE) -> None:
+    def __init__(
+        self,
+        routes: list[Route],
+        *,
+        authenticate: Authenticate | None = None,
+        default_dialect: AnyDialect = NATIVE,
+    ) -> None:
         self._routes = {(route.method, route.path): route for route in routes}
+        self._authenticate = authenticate
         self._default_dialect = default_dialect
+
+    def dispatch(self, request: HttpRequest, context: Any) -> Outcome:
+        """Route, authenticate, read the body, pick the dialect, run the operation: its answer or public error."""
+        dialect = self.dialect_of(
+            request.path, request.shape
+        )  # errors before the body speak the route's words
+        try:
+            route = self.resolve(request.method, request.path, request.shape)
+            if self._authenticate is not None:
+                self._authenticate(request.headers)
+            payload: object = None
+            if route.reads_body:
+                if request.body_error is not None:
+                    raise request.body_error
+                payload = request.payload
+            dialect = route.dialect_for(payload)
+            return Outcome(dialect, route.operation(dialect, payload, request.call(context)))
+        except Exception as exc:  # noqa: BLE001 - every failure is answered, in the dialect's words
+            return Outcome(dialect, error=report_error(exc))
 
     @property
     def routes(self) -> list[Route]:
@@ -81,18 +108,3 @@ def _serves(route: Route, shape: CallerShape | None) -> bool:
 def _printable(path: str) -> str:
     shown = path if len(path) <= 80 else path[:80] + "..."
     return shown.encode("ascii", "backslashreplace").decode("ascii")
-
-
-ROUTER = Router(
-    [
-        Route("POST", "/rerank", service.rerank, NATIVE, alternatives=(TEI,)),
-        Route("GET", "/health", service.health, reads_body=False),
-        Route("POST", "/v1/rerank", service.rerank, COHERE_V1),
-        Route("POST", "/v2/rerank", service.rerank, COHERE_V2),
-        Route("GET", "/openapi.json", service.openapi_document, reads_body=False),
-        # A Function URL has no API Gateway routes: its callers post to the root.
-        Route("POST", "/", service.rerank, NATIVE, alternatives=(TEI,), callers=("function_url",)),
-    ]
-)
-# Direct invokes (Step Functions) carry the native request itself, or a batch of them.
-DIRECT = Route("INVOKE", "", service.rerank, NATIVE)

@@ -1,14 +1,14 @@
 """The scoring policy: the warm cache, the invocation deadline and long-document windows around the engine.
 
-``Scorer`` is built once per model; ``Scorer.for_call`` binds it to one invocation's deadline and tally,
-which is what a dialect sees (dialect.Scoring). Time is read through the clock it is given.
+``Scorer`` is built once per model; ``CallScoring`` binds it to one invocation's deadline and tally, which
+is what a dialect sees (dialect.Scoring). Time is read through the clock the Scorer is given.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from reranker import schemas
@@ -39,10 +39,6 @@ class Scorer:
     @classmethod
     def from_settings(cls, engine: CrossEncoder, settings: Settings, clock: Clock = time.monotonic) -> Scorer:
         return cls(engine, settings, ScoreCache.from_megabytes(settings.score_cache_mb), clock)
-
-    def for_call(self, context: Any) -> CallScoring:
-        """This scorer bound to one invocation: its deadline (from the Lambda context) and a fresh tally."""
-        return CallScoring(self, self.deadline(context), RerankTally(cache_enabled=self.cache.enabled))
 
     def deadline(self, context: Any) -> StopCheck | None:
         """True once the invocation is within DEADLINE_MARGIN_MS of its end; None outside Lambda."""
@@ -152,11 +148,23 @@ def _score_with_logits(
 
 @dataclass
 class CallScoring:
-    """A Scorer bound to one invocation (dialect.Scoring): the deadline it must keep and what it tallied."""
+    """A Scorer bound to one invocation (dialect.Scoring): the deadline it must keep and what it tallied.
+
+    The deadline is an absolute time (now + the context's remaining time - the margin), read on first use.
+    """
 
     scorer: Scorer
-    should_stop: StopCheck | None
+    context: Any  # the Lambda context (get_remaining_time_in_millis), or None outside Lambda
     tally: RerankTally
+    _should_stop: StopCheck | None = field(default=None, init=False)
+    _deadline_read: bool = field(default=False, init=False)
+
+    def stop_check(self) -> StopCheck | None:
+        """True once this invocation is within the margin of its end (None outside Lambda)."""
+        if not self._deadline_read:
+            self._should_stop = self.scorer.deadline(self.context)
+            self._deadline_read = True
+        return self._should_stop
 
     @property
     def limits(self) -> schemas.Limits:
@@ -180,7 +188,7 @@ class CallScoring:
 
     def rank(self, request: schemas.RerankRequest) -> dict[str, Any]:
         scorer = self.scorer
-        scored = scorer.score(request, self.should_stop, self.tally)
+        scored = scorer.score(request, self.stop_check(), self.tally)
         report = scored.report
         response = schemas.build_rerank_response(
             request,
@@ -198,7 +206,7 @@ class CallScoring:
         self, request: schemas.RerankRequest, *, with_logits: bool
     ) -> tuple[list[float | None], list[float | None] | None]:
         scored = self.scorer.score(
-            request, self.should_stop, self.tally, with_logits=with_logits, may_fall_back=False
+            request, self.stop_check(), self.tally, with_logits=with_logits, may_fall_back=False
         )
         return scored.report.scores, scored.report.logits
 

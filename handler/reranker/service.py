@@ -9,7 +9,9 @@ from typing import Any
 
 from reranker.calls import Call
 from reranker.dialect import AnyDialect
+from reranker.observability import RerankTally
 from reranker.runtime import ready
+from reranker.scoring import CallScoring
 
 VERSION = "0.1.0"
 # The OpenAPI description of every HTTP route, shipped in the package and read on the first GET /openapi.json.
@@ -18,8 +20,9 @@ OPENAPI_DOCUMENT = Path(__file__).with_name("openapi.json")
 
 def rerank(dialect: AnyDialect, payload: object, call: Call) -> object:
     """Read the body in the caller's dialect, score it with the loaded model, answer in that dialect."""
-    scoring = ready().scorer.for_call(call.context)
-    return dialect.answer(dialect.read(payload, scoring), scoring, call)
+    scorer = ready().scorer
+    scoring = CallScoring(scorer, call.context, RerankTally(cache_enabled=scorer.cache.enabled))
+    return dialect.answer(payload, scoring, call)
 
 
 def health(dialect: AnyDialect, payload: object, call: Call) -> dict[str, Any]:

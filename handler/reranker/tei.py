@@ -165,7 +165,8 @@ class TeiDialect:
     def read(self, payload: object, scoring: Scoring) -> TeiRequest:
         return parse_tei_request(payload, scoring.limits)
 
-    def answer(self, request: TeiRequest, scoring: Scoring, call: Call) -> list[dict[str, Any]]:
+    def answer(self, payload: object, scoring: Scoring, call: Call) -> list[dict[str, Any]]:
+        request = self.read(payload, scoring)
         if not request.truncate:
             ensure_fits_without_truncation(
                 scoring.whole_pair_lengths(request.native.query, request.texts), scoring.max_length
