@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from reranker.calls import Call, CallerShape, report_error
+from reranker.calls import CallerShape, report_error
 from reranker.dialect import AnyDialect, Outcome
 from reranker.errors import (
     InvalidRequest,
@@ -84,11 +84,6 @@ class HttpRequest:
     correlation_id: str | None
     payload: object = None  # the decoded JSON body
     body_error: Exception | None = None  # why the body could not be read (raised by routes that read it)
-
-    def call(self, context: Any) -> Call:
-        return Call(
-            shape=self.shape, context=context, headers=self.headers, correlation_id=self.correlation_id
-        )
 
 
 def read_http_event(event: Mapping[str, Any], shape: CallerShape) -> HttpRequest:
@@ -340,9 +335,6 @@ class DirectRequest:
     correlation_id: str | None
     body_error: Exception | None = None
     shape: CallerShape = "direct"
-
-    def call(self, context: Any) -> Call:
-        return Call(shape="direct", context=context, correlation_id=self.correlation_id)
 
 
 def read_direct(event: object) -> DirectRequest:

@@ -10,7 +10,7 @@ from reranker import adapters, runtime
 from reranker import observability as obs
 from reranker.adapters import DirectRequest, HttpRequest
 from reranker.api import DIRECT, ROUTER
-from reranker.calls import report_error
+from reranker.calls import Call, report_error
 from reranker.observability import logger, metrics, tracing
 from reranker.runtime import INITIALIZATION_TYPE, STATE, reset
 from reranker.service import VERSION, health
@@ -54,7 +54,8 @@ def handle_direct(request: DirectRequest, context: Any) -> dict[str, Any] | byte
     try:
         if request.body_error is not None:
             raise request.body_error
-        answer = DIRECT.operation(DIRECT.dialect, request.payload, request.call(context))
+        call = Call(shape="direct", context=context, correlation_id=request.correlation_id)
+        answer = DIRECT.operation(DIRECT.dialect, request.payload, call)
         return adapters.write_direct(answer, DIRECT.dialect)
     except Exception as exc:
         error = report_error(exc)

@@ -68,7 +68,8 @@ class Router:
                     raise request.body_error
                 payload = request.payload
             dialect = route.dialect_for(payload)
-            return Outcome(dialect, route.operation(dialect, payload, request.call(context)))
+            call = Call(request.shape, context, request.headers, request.correlation_id)
+            return Outcome(dialect, route.operation(dialect, payload, call))
         except Exception as exc:  # noqa: BLE001 - every failure is answered, in the dialect's words
             return Outcome(dialect, error=report_error(exc))
 
