@@ -160,7 +160,7 @@ class CallScoring:
     _deadline_read: bool = field(default=False, init=False)
 
     def stop_check(self) -> StopCheck | None:
-        """True once this invocation is within the margin of its end (None outside Lambda)."""
+        """The check that turns true within DEADLINE_MARGIN_MS of this invocation's end (None outside Lambda)."""
         if not self._deadline_read:
             self._should_stop = self.scorer.deadline(self.context)
             self._deadline_read = True
