@@ -43,9 +43,8 @@ def read_event(event: object) -> HttpRequest | DirectRequest:
     404, 405 or 401 still wins over a bad body.
     """
     shape = detect_shape(event)
-    if shape == "direct":
+    if shape == "direct" or not isinstance(event, Mapping):
         return read_direct(event)
-    assert isinstance(event, Mapping)  # detect_shape found an HTTP proxy event
     return read_http_event(event, shape)
 
 

@@ -118,9 +118,8 @@ class NativeDialect:
     def read(self, payload: object, scoring: Scoring) -> NativeRequest:
         """One request, or a checked batch envelope whose items are read when each runs."""
         shape = batch_shape(payload)
-        if shape is None:
+        if shape is None or not isinstance(payload, Mapping):
             return parse_rerank_request(payload, scoring.limits)
-        assert isinstance(payload, Mapping)  # batch_shape only recognises objects
         return parse_batch(payload, shape, scoring.max_batch_requests)
 
     def answer(self, payload: object, scoring: Scoring, call: Call) -> dict[str, Any]:
