@@ -2,7 +2,7 @@
 
     ./dev bench                       the full run (a few minutes on 2 cores)
     ./dev bench --quick               fewer trials, for a smoke check
-    ./dev bench --plot bench/out/latency.png --json bench/out/results.json
+    ./dev bench --plot --json         also write bench/out/latency.png and bench/out/results.json
 
 One vCPU (the template's default, 1769 MB) is the headline: the measuring process is pinned to one core
 (os.sched_setaffinity, before onnxruntime starts any thread), ours runs one pair at a time
@@ -319,15 +319,24 @@ def measure_setting(vcpus: int, args: argparse.Namespace, trials: int) -> dict[i
     return {int(size): timings for size, timings in loaded.items()}
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="./dev bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model-dir", type=Path, default=REPO / ".fixtures" / "int8" / MODEL_NAME)
-    parser.add_argument("--trials", type=int, default=30)
-    parser.add_argument("--cold-runs", type=int, default=7)
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=REPO / ".fixtures" / "int8" / MODEL_NAME,
+        help="a FlashRank model directory (default: the generated TinyBERT-L-2 fixture)",
+    )
+    parser.add_argument("--trials", type=int, default=30, help="warm trials per request size (default 30)")
+    parser.add_argument(
+        "--cold-runs", type=int, default=7, help="fresh processes per cold-start measurement (default 7)"
+    )
     parser.add_argument("--quick", action="store_true", help="5 trials, 3 cold runs")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--seed", type=int, default=42, help="seed of the generated warm requests (default 42)"
+    )
     parser.add_argument(
         "--sizes",
         type=lambda text: tuple(int(part) for part in text.split(",")),
@@ -341,9 +350,28 @@ def main(argv: list[str] | None = None) -> int:
         help="vCPU settings to measure, comma-separated (default 1,2)",
     )
     parser.add_argument("--worker-vcpus", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--plot", type=Path)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args(argv)
+    # Without FILE, bench/out/ (git-ignored): a run never overwrites a tracked file unless told to.
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        nargs="?",
+        const=REPO / "bench" / "out" / "latency.png",
+        metavar="FILE",
+        help="write a latency plot (PNG; default FILE: bench/out/latency.png)",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        nargs="?",
+        const=REPO / "bench" / "out" / "results.json",
+        metavar="FILE",
+        help="write the results as JSON (default FILE: bench/out/results.json)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     trials, cold_runs = (5, 3) if args.quick else (args.trials, args.cold_runs)
     if args.worker_vcpus is not None:  # the child of measure_setting
         vcpus = args.worker_vcpus

@@ -21,6 +21,8 @@ REPO = Path(__file__).resolve().parent.parent
 HANDLER_DIR = REPO / "handler"
 FIXTURE_MODEL_DIR = REPO / ".fixtures" / "int8" / "ms-marco-TinyBERT-L-2-v2"
 FUNCTION_NAME = "reranker-local"
+# Where `make -C layer build-ModelLayer` puts a real model in the hint below (.cache/ is git-ignored).
+REAL_MODEL_HINT_DIR = ".cache/layer"
 
 
 class LocalContext:
@@ -69,6 +71,36 @@ def local_environment(model_dir: Path | None) -> dict[str, str]:
     return environment
 
 
+def fixture_notice(model_dir: str | Path | None, command: str) -> str | None:
+    """A warning for stderr when the model is one tools/fixture_model generated (its config.json says so)."""
+    if not model_dir:
+        return None
+    if str(HANDLER_DIR) not in sys.path:
+        sys.path.insert(0, str(HANDLER_DIR))
+    from reranker.model_files import is_generated_fixture
+
+    directory = Path(model_dir)
+    if not is_generated_fixture(directory):
+        return None
+    return (
+        f"note: the model in {_shown(directory)} is a generated test fixture with random weights: its scores "
+        "mean nothing.\n"
+        "  For a real FlashRank model, build the model layer (layer/README.md): it downloads and verifies the "
+        "pinned archive\n"
+        "  (offline: set MODEL_ARCHIVE and MODEL_ARCHIVE_SHA256 to a FlashRank zip), then pass its folder:\n"
+        f'    make -C layer build-ModelLayer ARTIFACTS_DIR="$PWD/{REAL_MODEL_HINT_DIR}"\n'
+        f"    {command} --model-dir {REAL_MODEL_HINT_DIR}/models/ms-marco-TinyBERT-L-2-v2"
+    )
+
+
+def _shown(path: Path) -> str:
+    """The path relative to the working directory when it lies under it (shorter, and no machine paths)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def is_error(response: Any) -> bool:
     return (
         isinstance(response, dict)
@@ -113,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(response, dict) and isinstance(response.get("body"), str):
         response = _with_parsed_body(response)
     print(json.dumps(response, indent=2, ensure_ascii=False))
+    notice = fixture_notice(os.environ.get("MODEL_DIR"), f"./dev demo {args.event}")
+    if notice:
+        print(notice, file=sys.stderr)
     return 1 if failed else 0
 
 

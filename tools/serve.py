@@ -1,7 +1,9 @@
-"""A local HTTP endpoint in front of lambda_handler: each request becomes an HTTP API (payload 2.0) event.
+"""A local HTTP endpoint in front of lambda_handler: each request becomes a payload 2.0 event.
 
-    python -m tools.serve [--port 8080] [--host 127.0.0.1] [--model-dir DIR] [--timeout-ms 29000]
+    python -m tools.serve [--port 8080] [--host 127.0.0.1] [--function-url] [--model-dir DIR] [--timeout-ms 29000]
 
+By default the events are an HTTP API's ($default stage and route); with ``--function-url`` they are a Lambda
+Function URL's (the same payload on a ``*.lambda-url.*`` domain), which also answers ``POST /``.
 Then ``curl -s localhost:8080/rerank -H 'content-type: application/json' -d '{"query": ..., "passages": [...]}'``,
 or point the Cohere SDK at it: ``cohere.ClientV2(base_url="http://127.0.0.1:8080", api_key="...")``.
 Invocations run one at a time, like one Lambda execution environment.
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from tools.invoke import HANDLER_DIR, LocalContext, local_environment
+from tools.invoke import HANDLER_DIR, LocalContext, fixture_notice, local_environment
 
 type Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -33,6 +35,18 @@ type Handler = Callable[[dict[str, Any], Any], Any]
 MAX_REQUEST_BYTES = 6 * 1024 * 1024
 DEFAULT_TIMEOUT_MS = 29_000  # the template's function timeout
 _TEXT_TYPES = ("application/json", "text/", "+json", "application/x-www-form-urlencoded")
+# A Function URL's id names its domain (<id>.lambda-url.<region>.on.aws), which is how the handler tells it apart.
+FUNCTION_URL_ID = "local"
+FUNCTION_URL_DOMAIN = f"{FUNCTION_URL_ID}.lambda-url.us-east-1.on.aws"
+# What each caller can reach (the function's router answers anything else with a 404 or 405).
+HTTP_API_ROUTES = (
+    "POST /rerank (native, or TEI's {query, texts})",
+    "POST /v1/rerank (Cohere v1)",
+    "POST /v2/rerank (Cohere v2)",
+    "GET /health",
+    "GET /openapi.json",
+)
+FUNCTION_URL_ROUTES = ("POST / (native)", *HTTP_API_ROUTES)
 
 
 def http_api_event(
@@ -42,8 +56,10 @@ def http_api_event(
     headers: list[tuple[str, str]],
     body: bytes,
     source_ip: str,
+    function_url: bool = False,
 ) -> dict[str, Any]:
-    """The event API Gateway (HTTP API, $default stage and route) sends for one request."""
+    """The event API Gateway (HTTP API, $default stage and route) sends for one request, or with
+    ``function_url`` the one a Lambda Function URL sends (the same payload 2.0, on a lambda-url domain)."""
     url = urlsplit(target)
     merged: dict[str, str] = {}
     for name, value in headers:  # API Gateway joins repeated headers with commas
@@ -57,6 +73,8 @@ def http_api_event(
         except UnicodeDecodeError:
             is_text = False
     now = datetime.now(UTC)
+    if function_url:
+        merged["host"] = FUNCTION_URL_DOMAIN
     event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": "$default",
@@ -65,9 +83,9 @@ def http_api_event(
         "headers": merged,
         "requestContext": {
             "accountId": "123456789012",
-            "apiId": "local",
+            "apiId": FUNCTION_URL_ID if function_url else "local",
             "domainName": merged.get("host", "127.0.0.1"),
-            "domainPrefix": "local",
+            "domainPrefix": FUNCTION_URL_ID if function_url else "local",
             "http": {
                 "method": method,
                 "path": url.path or "/",
@@ -101,9 +119,16 @@ def http_answer(result: Any) -> tuple[int, dict[str, str], bytes]:
 
 
 def make_server(
-    handler: Handler, *, host: str = "127.0.0.1", port: int = 0, timeout_ms: int = DEFAULT_TIMEOUT_MS
+    handler: Handler,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    timeout_ms: int = DEFAULT_TIMEOUT_MS,
+    function_url: bool = False,
 ) -> ThreadingHTTPServer:
-    """A server (not started) that turns each request into an event for ``handler``; port 0 picks a free one."""
+    """A server (not started) that turns each request into an event for ``handler``; port 0 picks a free one.
+
+    ``function_url``: the events are a Function URL's rather than an HTTP API's."""
     invoke_lock = threading.Lock()  # one invocation at a time, like one execution environment
 
     class RequestHandler(BaseHTTPRequestHandler):
@@ -133,6 +158,7 @@ def make_server(
                 headers=list(self.headers.items()),
                 body=body,
                 source_ip=self.client_address[0],
+                function_url=function_url,
             )
             with invoke_lock:
                 try:
@@ -167,10 +193,31 @@ def make_server(
     return server
 
 
+def banner(server: ThreadingHTTPServer, init_seconds: float, *, function_url: bool) -> str:
+    """What the server listens on, as which caller, and the routes that caller reaches."""
+    host, port = server.server_address[:2]
+    if isinstance(host, bytes):  # typed str | bytes; a TCP server's is str
+        host = host.decode()
+    caller = (
+        f"a Function URL ({FUNCTION_URL_DOMAIN} events)" if function_url else "an HTTP API ($default stage)"
+    )
+    routes = FUNCTION_URL_ROUTES if function_url else HTTP_API_ROUTES
+    lines = [
+        f"[serve] init {init_seconds:.2f} s; listening on http://{host}:{port} as {caller}; Ctrl-C stops"
+    ]
+    lines += [f"[serve]   {route}" for route in routes]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.serve", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 = any free port)")
+    parser.add_argument(
+        "--function-url",
+        action="store_true",
+        help="send Function URL events (which also answer POST /) instead of an HTTP API's",
+    )
     parser.add_argument(
         "--model-dir", type=Path, help="a FlashRank model directory (default: the fixture model)"
     )
@@ -184,13 +231,17 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     from reranker.app import lambda_handler
 
-    server = make_server(lambda_handler, host=args.host, port=args.port, timeout_ms=args.timeout_ms)
-    host, port = server.server_address[:2]
-    print(
-        f"[serve] init {time.perf_counter() - started:.2f} s; listening on http://{host}:{port} "
-        "(POST /rerank, GET /health, POST /v1/rerank, POST /v2/rerank, GET /openapi.json); Ctrl-C stops",
-        file=sys.stderr,
+    server = make_server(
+        lambda_handler,
+        host=args.host,
+        port=args.port,
+        timeout_ms=args.timeout_ms,
+        function_url=args.function_url,
     )
+    print(banner(server, time.perf_counter() - started, function_url=args.function_url), file=sys.stderr)
+    notice = fixture_notice(os.environ.get("MODEL_DIR"), "./dev serve")
+    if notice:
+        print(notice, file=sys.stderr)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -11,6 +11,11 @@ from typing import Any, Literal
 
 from reranker.calls import Call
 from reranker.config import LongDocuments
+from reranker.contract import (
+    COHERE_V1_REQUEST,
+    COHERE_V2_LEGACY_FIELDS,
+    COHERE_V2_REQUEST,
+)
 from reranker.dialect import Scoring, TokenBudget
 from reranker.errors import InvalidRequest, ModeNotApplicable, RerankerError
 from reranker.observability import logger
@@ -19,14 +24,12 @@ from reranker.text import replace_lone_surrogates
 
 type ApiVersion = Literal[1, 2]
 
-# Fields each version defines. Anything else is ignored (and its name logged by the app), as newer SDKs
-# add optional fields (v2 "priority") that must not break a drop-in endpoint.
-V1_FIELDS = ("model", "query", "documents", "top_n", "rank_fields", "return_documents", "max_chunks_per_doc")
-V2_FIELDS = ("model", "query", "documents", "top_n", "max_tokens_per_doc", "priority")
+# Fields each version defines (declared in contract.py). Anything else is ignored (and its name logged by the
+# app), as newer SDKs add optional fields (v2 "priority") that must not break a drop-in endpoint.
+V1_FIELDS = COHERE_V1_REQUEST.names
 # Older v2 SDKs still send these; honouring them costs nothing.
-V2_LEGACY_FIELDS = ("rank_fields", "return_documents")
-MAX_CHUNKS_PER_DOC_LIMIT = 10_000
-MAX_TOKENS_PER_DOC_LIMIT = 1_000_000
+V2_LEGACY_FIELDS = COHERE_V2_LEGACY_FIELDS
+V2_FIELDS = tuple(name for name in COHERE_V2_REQUEST.names if name not in V2_LEGACY_FIELDS)
 # What a Cohere caller calls the native fields, so the shared validation speaks Cohere's words.
 COHERE_NAMES = FieldNames(passages="documents", top_k="top_n")
 
@@ -54,22 +57,17 @@ def parse_cohere_request(payload: object, version: ApiVersion, limits: Limits) -
     ignored = tuple(replace_lone_surrogates(str(key)[:40]) for key in payload if key not in known)  # logged
     present = {key: value for key, value in payload.items() if key in known and value is not None}
 
-    model = present.get("model")
-    if model is not None and not isinstance(model, str):
-        raise InvalidRequest("model must be a string")
-    if "query" not in present:
-        raise InvalidRequest("query is required")
-    if "documents" not in present:
-        raise InvalidRequest("documents is required (a list of strings or objects)")
-    documents = present["documents"]
-    if not isinstance(documents, list):
-        raise InvalidRequest("documents must be a list")
-    rank_fields = _rank_fields(present.get("rank_fields"))
-    return_documents = present.get("return_documents", False)
-    if not isinstance(return_documents, bool):
-        raise InvalidRequest("return_documents must be true or false")
-    max_chunks = _optional_positive_int(present, "max_chunks_per_doc", MAX_CHUNKS_PER_DOC_LIMIT)
-    max_tokens = _optional_positive_int(present, "max_tokens_per_doc", MAX_TOKENS_PER_DOC_LIMIT)
+    declared = COHERE_V1_REQUEST if version == 1 else COHERE_V2_REQUEST
+    model: str | None = declared["model"].read(present)
+    declared["query"].require(present)
+    declared["documents"].require(present)
+    documents: list[object] = declared["documents"].check(present["documents"])
+    named_fields: list[str] | None = declared["rank_fields"].read(present)
+    rank_fields = None if named_fields is None else tuple(named_fields)
+    return_documents: bool = declared["return_documents"].read(present)
+    # Each version declares one of the two token budgets; the other is never present.
+    max_chunks: int | None = COHERE_V1_REQUEST["max_chunks_per_doc"].read(present)
+    max_tokens: int | None = COHERE_V2_REQUEST["max_tokens_per_doc"].read(present)
 
     texts = [_document_text(index, document, rank_fields) for index, document in enumerate(documents)]
     native_payload: dict[str, object] = {"query": present["query"], "passages": texts, "return_text": False}
@@ -87,25 +85,6 @@ def parse_cohere_request(payload: object, version: ApiVersion, limits: Limits) -
         max_tokens_per_doc=max_tokens,
         ignored_fields=ignored,
     )
-
-
-def _optional_positive_int(present: Mapping[str, object], name: str, limit: int) -> int | None:
-    value = present.get(name)
-    if value is None:
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= limit:
-        raise InvalidRequest(f"{name} must be an integer between 1 and {limit}")
-    return value
-
-
-def _rank_fields(value: object) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    if not isinstance(value, list) or not value or not all(isinstance(item, str) for item in value):
-        raise InvalidRequest("rank_fields must be a non-empty list of strings")
-    return tuple(value)
 
 
 def _document_text(index: int, document: object, rank_fields: tuple[str, ...] | None) -> str:

@@ -15,7 +15,13 @@ from tokenizers import Tokenizer
 from reranker.config import Settings
 from reranker.errors import ModelFileInvalid
 from reranker.logits import logits_to_scores, raw_logits, sigmoid
-from reranker.model_files import DYNAMIC_QUANTIZATION_OPS, check_outputs, find_onnx_file, load_tokenizer
+from reranker.model_files import (
+    DYNAMIC_QUANTIZATION_OPS,
+    check_outputs,
+    find_onnx_file,
+    is_generated_fixture,
+    load_tokenizer,
+)
 from reranker.onnx_runs import OnnxRunner, Schedule, session_options
 from reranker.tokenization import LongDocuments, PairInput, PairTokenizer, WindowsUnsupported
 
@@ -123,8 +129,10 @@ class CrossEncoder:
         options: EngineOptions,
         onnx_file: str,
         onnx_bytes: int = 0,
+        fixture: bool = False,
     ) -> None:
         self.name = name
+        self.fixture = fixture
         self.sha256 = sha256
         self.quantized = quantized
         self.options = options
@@ -177,6 +185,7 @@ class CrossEncoder:
             options=options,
             onnx_file=onnx_path.name,
             onnx_bytes=len(model_bytes),
+            fixture=is_generated_fixture(model_dir),
         )
 
     def describe(self) -> dict[str, object]:
@@ -186,6 +195,7 @@ class CrossEncoder:
             "onnx_bytes": self.onnx_bytes,
             "sha256": self.sha256,
             "quantized": self.quantized,
+            "fixture": self.fixture,
             "schedule": self.schedule,
             "max_length": self._max_length,
             "parallel_runs": self.options.parallel_runs,

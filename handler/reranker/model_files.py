@@ -26,6 +26,8 @@ FLASHRANK_ONNX_FILES = {
 DYNAMIC_QUANTIZATION_OPS = (b"DynamicQuantizeLinear", b"MatMulInteger", b"DynamicQuantizeMatMul")
 # Output element types whose values logits_to_scores can read.
 SCORABLE_OUTPUT_TYPES = frozenset({"tensor(float)", "tensor(double)", "tensor(float16)"})
+# tools/fixture_model marks each model it generates in its config.json: random weights, scores that mean nothing.
+FIXTURE_CONFIG_KEY = "lambda_reranker_fixture"
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -38,6 +40,14 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(loaded, dict):
         raise ModelFileInvalid(f"model file {path.name} must hold a JSON object")
     return loaded
+
+
+def is_generated_fixture(model_dir: Path) -> bool:
+    """True for a model tools/fixture_model generated (its config.json says so), never guessed from the name."""
+    try:
+        return _read_json(model_dir / "config.json").get(FIXTURE_CONFIG_KEY) is True
+    except ModelFileInvalid:
+        return False
 
 
 def find_onnx_file(model_dir: Path) -> Path:

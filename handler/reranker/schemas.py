@@ -12,24 +12,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from reranker.config import LongDocuments, Settings
+from reranker.contract import PASSAGE_OBJECT, RERANK_REQUEST
 from reranker.errors import InvalidRequest, PayloadTooLarge
+from reranker.fields import Field, json_type, quote_key
 
 type JsonScalar = str | int | float | bool | None
 
-# Every field the native request may carry; anything else is rejected so that a typo
+# Every field the native request may carry (declared in contract.py); anything else is rejected so that a typo
 # ("top_n", "documents", "metadata") fails loudly instead of being ignored.
-REQUEST_FIELDS = (
-    "query",
-    "passages",
-    "top_k",
-    "min_score",
-    "return_text",
-    "long_documents",
-    "correlation_id",
-)
-LONG_DOCUMENT_MODES: tuple[LongDocuments, ...] = ("truncate", "window")
-PASSAGE_FIELDS = ("id", "text", "meta")
-MAX_CORRELATION_ID_CHARS = 128
+REQUEST_FIELDS = RERANK_REQUEST.names
+PASSAGE_FIELDS = PASSAGE_OBJECT.names
+_PASSAGE_TEXT = PASSAGE_OBJECT["text"]  # looked up once: read for every object passage
+_PASSAGE_ID = PASSAGE_OBJECT["id"]
 
 
 @dataclass(frozen=True)
@@ -239,57 +233,31 @@ def _key_path(path: str, key: object) -> str:
     shown = str(key)
     if _PLAIN_KEY.match(shown):
         return f"{path}.{shown}" if path else shown
-    return f"{path}[{_quote_key(key)}]"
+    return f"{path}[{quote_key(key)}]"
 
 
 def parse_rerank_request(payload: object, limits: Limits, names: FieldNames = NATIVE_NAMES) -> RerankRequest:
     """Validate a decoded native request; raise InvalidRequest (400) or PayloadTooLarge (413).
 
-    ``names``: how the caller's wire format calls passages and top_k, for the messages.
+    ``names``: what the caller's wire format calls passages and top_k, for the messages.
     """
     if not isinstance(payload, Mapping):
-        raise InvalidRequest(f"request must be a JSON object, got {_json_type(payload)}")
+        raise InvalidRequest(f"request must be a JSON object, got {json_type(payload)}")
     unknown = [key for key in payload if key not in REQUEST_FIELDS]
     if unknown:
         raise InvalidRequest(
-            f"unknown field {_quote_key(unknown[0])}; allowed fields: {', '.join(REQUEST_FIELDS)}"
+            f"unknown field {quote_key(unknown[0])}; allowed fields: {', '.join(REQUEST_FIELDS)}"
         )
-
-    query = payload.get("query")
-    if query is None:
-        raise InvalidRequest("query is required")
-    if not isinstance(query, str):
-        raise InvalidRequest(f"query must be a string, got {_json_type(query)}")
-    if not query.strip():
-        raise InvalidRequest("query must not be empty")
-    if len(query) > limits.max_query_chars:
-        raise PayloadTooLarge(f"query has {len(query)} characters; the limit is {limits.max_query_chars}")
-
-    top_k = payload.get("top_k")
-    # JSON (and JSON Schema's "integer") does not tell 5.0 from 5; Python clients send 5.0.
-    if isinstance(top_k, float) and top_k.is_integer():
-        top_k = int(top_k)
-    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
-        raise InvalidRequest(f"{names.top_k} must be a positive integer, got {_describe_value(top_k)}")
-
+    declared = RERANK_REQUEST
+    query: str = declared["query"].read(payload)
+    declared["query"].ensure_not_blank(query)
+    declared["query"].ensure_within_limit(query, limits)
+    top_k: int | None = _read_as(declared["top_k"], payload, names.top_k)
     min_score = parse_min_score(payload.get("min_score"))
-
-    return_text = payload.get("return_text", True)
-    if not isinstance(return_text, bool):
-        raise InvalidRequest(f"return_text must be true or false, got {_json_type(return_text)}")
-
-    long_documents = payload.get("long_documents")
-    if long_documents is not None and long_documents not in LONG_DOCUMENT_MODES:
-        raise InvalidRequest(f"long_documents must be one of {', '.join(LONG_DOCUMENT_MODES)}")
-
-    correlation_id = payload.get("correlation_id")
-    if correlation_id is not None and (
-        not isinstance(correlation_id, str) or not 0 < len(correlation_id) <= MAX_CORRELATION_ID_CHARS
-    ):
-        raise InvalidRequest(f"correlation_id must be a string of 1 to {MAX_CORRELATION_ID_CHARS} characters")
-
-    if "passages" not in payload:
-        raise InvalidRequest(f"{names.passages} is required (a list of strings or objects with text)")
+    return_text: bool = declared["return_text"].read(payload)
+    long_documents: LongDocuments | None = declared["long_documents"].read(payload)
+    correlation_id: str | None = declared["correlation_id"].read(payload)
+    declared["passages"].require(payload)
     passages = _parse_passages(payload["passages"], query, limits, names.passages)
     return RerankRequest(
         query=query,
@@ -306,24 +274,22 @@ def parse_min_score(value: object) -> float | None:
     """``min_score``: a number from 0 to 1 (scores are probabilities), or None when absent."""
     if value is None:
         return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or (isinstance(value, float) and not math.isfinite(value))
-        or not 0 <= value <= 1
-    ):
-        raise InvalidRequest(f"min_score must be a number from 0 to 1, got {_describe_value(value)}")
-    return float(value)
+    return float(RERANK_REQUEST["min_score"].check(value))
+
+
+def _read_as(declared: Field, payload: Mapping[str, object], name: str) -> Any:
+    """``declared.read(payload)``, a complaint about the value worded with ``name`` (the caller's word)."""
+    value = payload.get(declared.name)
+    return declared.read(payload) if value is None else declared.check(value, name)
 
 
 def _parse_passages(raw: object, query: str, limits: Limits, name: str) -> tuple[Passage, ...]:
-    if not isinstance(raw, list):
-        raise InvalidRequest(f"{name} must be a list, got {_json_type(raw)}")
-    if len(raw) > limits.max_passages:
-        raise PayloadTooLarge(f"{name} has {len(raw)} entries; the limit is {limits.max_passages}")
+    declared = RERANK_REQUEST["passages"]
+    entries: list[object] = declared.check(raw, name)
+    declared.ensure_within_limit(entries, limits, name)
     total_chars = len(query)
     parsed: list[Passage] = []
-    for index, entry in enumerate(raw):
+    for index, entry in enumerate(entries):
         passage = _parse_passage(f"{name}[{index}]", index, entry, limits.max_passage_chars)
         total_chars += len(passage.text)
         if total_chars > limits.max_total_chars:
@@ -339,23 +305,18 @@ def _parse_passage(where: str, index: int, entry: object, max_chars: int) -> Pas
     if isinstance(entry, str):
         return Passage(index=index, id=index, text=entry, scored_text=entry[:max_chars])
     if not isinstance(entry, Mapping):
-        raise InvalidRequest(f"{where} must be a string or an object with text, got {_json_type(entry)}")
+        raise InvalidRequest(f"{where} must be a string or an object with text, got {json_type(entry)}")
     unknown = [key for key in entry if key not in PASSAGE_FIELDS]
     if unknown:
         raise InvalidRequest(
-            f"{where} has unknown field {_quote_key(unknown[0])}; allowed fields: "
+            f"{where} has unknown field {quote_key(unknown[0])}; allowed fields: "
             f"{', '.join(PASSAGE_FIELDS)} (put anything else in meta)"
         )
-    if "text" not in entry:
-        raise InvalidRequest(f"{where}.text is required")
-    text = entry["text"]
-    if not isinstance(text, str):
-        raise InvalidRequest(f"{where}.text must be a string, got {_json_type(text)}")
-    passage_id = entry.get("id")
+    _PASSAGE_TEXT.require(entry, where)
+    text: str = _PASSAGE_TEXT.read(entry, where)
+    passage_id: JsonScalar = _PASSAGE_ID.read(entry, where)
     if passage_id is None:
         passage_id = index
-    elif not isinstance(passage_id, str | int | float | bool):
-        raise InvalidRequest(f"{where}.id must be a string, number or boolean, got {_json_type(passage_id)}")
     elif isinstance(passage_id, float) and not math.isfinite(passage_id):
         raise InvalidRequest(f"{where}.id must be a finite number")
     return Passage(
@@ -423,33 +384,3 @@ def _result(passage: Passage, score: float | None, return_text: bool) -> dict[st
     if passage.has_meta:
         result["meta"] = passage.meta
     return result
-
-
-_JSON_TYPE_NAMES: tuple[tuple[type | tuple[type, ...], str], ...] = (
-    (bool, "a boolean"),
-    ((int, float), "a number"),
-    (str, "a string"),
-    (list, "a list"),
-    (Mapping, "an object"),
-)
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    for kinds, name in _JSON_TYPE_NAMES:
-        if isinstance(value, kinds):
-            return name
-    return type(value).__name__
-
-
-def _describe_value(value: object) -> str:
-    """Numbers are safe and useful to echo; anything else is described by its type only."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return repr(value)
-    return _json_type(value)
-
-
-def _quote_key(key: object) -> str:
-    shown = str(key)
-    return repr(shown if len(shown) <= 40 else shown[:40] + "...")

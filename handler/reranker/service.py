@@ -41,6 +41,7 @@ def health(dialect: AnyDialect, payload: object, call: Call) -> dict[str, Any]:
             "name": engine.name,
             "sha256": engine.sha256,
             "quantized": engine.quantized,
+            "fixture": engine.fixture,
             "source": location.source,
             "archive_sha256": location.archive_sha256,
             "load_seconds": round(runtime.load_seconds, 4),

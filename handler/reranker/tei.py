@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from reranker.calls import Call
+from reranker.contract import TEI_REQUEST
 from reranker.dialect import Scoring
 from reranker.errors import (
     DeadlineExceeded,
@@ -30,7 +31,8 @@ type TeiErrorType = Literal["validation", "tokenizer", "backend", "overloaded", 
 TEXTS_KEY = "texts"
 PASSAGES_KEY = "passages"
 # TEI ignores fields it does not know (serde's default), and so do we: clients add fields over time.
-FIELDS = ("query", "texts", "raw_scores", "return_text", "truncate", "truncation_direction")
+FIELDS = TEI_REQUEST.names  # declared in contract.py
+# Read case-insensitively, as TEI's serde does; only right is served (the contract documents just that).
 TRUNCATION_DIRECTIONS = ("right", "left")
 # What a TEI caller calls the native fields, so the shared validation speaks TEI's words.
 TEI_NAMES = FieldNames(passages="texts")
@@ -54,9 +56,9 @@ def parse_tei_request(payload: object, limits: Limits) -> TeiRequest:
     """Validate a decoded TEI body; InvalidRequest (422 in TEI's shape) or PayloadTooLarge (413)."""
     if not isinstance(payload, Mapping):
         raise InvalidRequest("request body must be a JSON object")
-    raw_scores = _optional_bool(payload, "raw_scores", default=False)
-    return_text = _optional_bool(payload, "return_text", default=False)
-    truncate = _optional_bool(payload, "truncate", default=True)
+    raw_scores: bool = TEI_REQUEST["raw_scores"].read(payload)
+    return_text: bool = TEI_REQUEST["return_text"].read(payload)
+    truncate: bool = TEI_REQUEST["truncate"].read(payload)
     direction = payload.get("truncation_direction")
     if direction is not None:
         if not isinstance(direction, str) or direction.lower() not in TRUNCATION_DIRECTIONS:
@@ -65,16 +67,12 @@ def parse_tei_request(payload: object, limits: Limits) -> TeiRequest:
             raise InvalidRequest(
                 "truncation_direction Left is not supported: texts keep their beginning (send Right or omit it)"
             )
-    if "query" not in payload:
+    if "query" not in payload:  # null goes on to the native check, which says the same
         raise InvalidRequest("query is required")
-    texts = payload[TEXTS_KEY]
-    if not isinstance(texts, list):
-        raise InvalidRequest("texts must be a list of strings")
-    for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise InvalidRequest(f"texts[{index}] must be a string")
-    if not texts:
-        raise InvalidRequest("`texts` cannot be empty")
+    declared_texts = TEI_REQUEST[TEXTS_KEY]
+    texts: list[str] = declared_texts.check_list(payload[TEXTS_KEY])
+    if declared_texts.min_length is not None and len(texts) < declared_texts.min_length:
+        raise InvalidRequest("`texts` cannot be empty")  # TEI's own wording
     if len(texts) > limits.max_passages:
         # TEI's own wording for its max_client_batch_size check.
         raise PayloadTooLarge(f"batch size {len(texts)} > maximum allowed batch size {limits.max_passages}")
@@ -87,15 +85,6 @@ def parse_tei_request(payload: object, limits: Limits) -> TeiRequest:
         return_text=return_text,
         truncate=truncate,
     )
-
-
-def _optional_bool(payload: Mapping[str, Any], name: str, *, default: bool) -> bool:
-    value = payload.get(name)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise InvalidRequest(f"{name} must be true or false")
-    return value
 
 
 def ensure_fits_without_truncation(pair_lengths: Sequence[int], max_length: int) -> None:

@@ -2,8 +2,8 @@
 runs under the Runtime Interface Client, loads nothing from outside itself, and stays within its budget.
 
 `./dev artifact` builds the package for this machine's architecture and runs these tests against it
-(RERANKER_ARTIFACT_DIR); without that variable they skip. The arm64 package that `sam build` makes is
-held to the same budget by tools/check_stack.sh.
+(RERANKER_ARTIFACT_DIR); without that variable tests/conftest.py does not collect them. The arm64 package that
+`sam build` makes is held to the same budget by tools/check_stack.sh.
 """
 
 from __future__ import annotations

@@ -274,6 +274,38 @@ def test_endpoint_failures_keep_the_first_stage(
     assert f"{QUERIES} failed requests: HTTP 404: RouteNotFound" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("region", [None, "us-east-1"], ids=["no-region", "no-credentials"])
+def test_a_local_endpoint_without_aws_suggests_unsigned(
+    region: str | None,
+    served: str,
+    demo: tuple[Path, list[demo_data.Plan]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A newcomer's machine: no AWS keys, profile, config file or instance role (and maybe no region).
+    for name in (
+        "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
+        "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    if region:
+        monkeypatch.setenv("AWS_DEFAULT_REGION", region)
+    data, _ = demo
+
+    assert main([str(data), "--endpoint", served, "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert "local endpoint" in error and "pass --unsigned" in error
+    assert f"no AWS {'credentials' if region else 'region'}" in error
+
+    report = run_cli([str(data), "--endpoint", served, "--unsigned"], tmp_path / "r.json")
+    assert_matches(report, expected_summary(data))
+
+
 @pytest.mark.parametrize("route", ["native", "cohere"])
 def test_deadline_fallbacks_are_counted(
     route: str,
@@ -298,6 +330,41 @@ def test_deadline_fallbacks_are_counted(
         server.server_close()
     assert (report["fallbacks"], report["failures"]) == (QUERIES, 0)
     assert report["reranked"] == report["baseline"]  # unscored passages come back in first-stage order
+
+
+# --- outputs ---------------------------------------------------------------------------------------------
+
+
+def test_json_and_plot_without_a_file_go_under_a_git_ignored_folder(
+    demo: tuple[Path, list[demo_data.Plan]],
+    marker_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import tools.evaluate.__main__ as cli
+
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", "-q", str(cli.OUTPUT_DIR / "any.json")], cwd=REPO, check=False
+    )
+    assert ignored.returncode == 0, f"{cli.OUTPUT_DIR} is not git-ignored"
+    monkeypatch.setattr(cli, "OUTPUT_DIR", tmp_path / "out")
+    data, _ = demo
+
+    assert main([str(data), "--model-dir", str(marker_dir), "--json", "--plot", "--no-progress"]) == 0
+
+    written = tmp_path / "out" / f"{data.name}.json"
+    assert json.loads(written.read_text(encoding="utf-8"))["queries"] == QUERIES
+    assert (tmp_path / "out" / f"{data.name}.png").read_bytes().startswith(b"\x89PNG")
+    assert f"wrote {written}" in capsys.readouterr().err
+
+
+def test_the_default_fixture_model_is_announced_as_meaningless(
+    demo: tuple[Path, list[demo_data.Plan]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, _ = demo
+    run_cli([str(data), "--max-queries", "2"], tmp_path / "r.json")
+    assert "random weights: its scores mean nothing" in capsys.readouterr().err
 
 
 # --- direct invoke with boto3 -----------------------------------------------------------------------------

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tools.evaluate.targets import (
+    cannot_sign,
     complete_order,
+    is_local_host,
     order_from_cohere,
     order_from_native,
     region_from_host,
@@ -75,3 +77,22 @@ def test_region_from_host() -> None:
     assert region_from_host("abc.execute-api.eu-west-1.amazonaws.com") == "eu-west-1"
     assert region_from_host("xyz.lambda-url.ap-south-1.on.aws") == "ap-south-1"
     assert region_from_host("127.0.0.1") is None
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.1.2.3", "::1", "localhost", "LOCALHOST", "api.localhost"])
+def test_loopback_hosts_are_local(host: str) -> None:
+    assert is_local_host(host)
+
+
+@pytest.mark.parametrize("host", ["10.0.0.1", "192.168.1.2", "abc.execute-api.eu-west-1.amazonaws.com", ""])
+def test_other_hosts_are_not_local(host: str) -> None:
+    assert not is_local_host(host)
+
+
+def test_signing_failures_name_unsigned() -> None:
+    local = cannot_sign("127.0.0.1", "credentials", "configure them")
+    remote = cannot_sign("abc.execute-api.eu-west-1.amazonaws.com", "region", "pass --region")
+    assert "127.0.0.1" in local and "pass --unsigned" in local and "./dev serve" in local
+    assert (
+        remote == "no AWS region for SigV4 signing: pass --region, or --unsigned for an endpoint without auth"
+    )

@@ -81,7 +81,6 @@ def cases() -> dict[str, Any]:
 
 
 def test_every_answer_is_as_recorded(app: ModuleType) -> None:
-    # `app`, not `app_module`: the default environment, whatever an earlier test configured.
     answers = {name: answer_of(app, event) for name, event in sorted(cases().items())}
     if os.environ.get("RECORD_ANSWERS") == "1":
         RECORDING.write_text(json.dumps(answers, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import string
+import sys
+from collections.abc import Callable
 
 import pytest
 from hypothesis import example, given, settings
@@ -17,12 +20,23 @@ from reranker.wordpiece_fast_path import LEARNED_CODES, BatchEncoder, WordPieceF
 from tests.models import FAMILY_NAMES, MODEL_NAME, fixture_model
 
 # Every distinct WordPiece tokenizer among the fixtures (MiniLM-L-12 shares the nano's, the 3-logit model the
-# multilingual one), plus two variants the published models could have: cased, and an added plain word.
-VARIANTS = ("uncased", "multilingual", "cased", "added-word")
+# multilingual one), plus variants the published models could have: cased, an added plain word, and added tokens
+# past ASCII (a custom model's).
+VARIANTS = ("uncased", "multilingual", "cased", "added-word", "added-past-ascii")
+# Added tokens past ASCII: normalized ones match the normalized text as their content normalizes ("résumé" is
+# "resume" in an uncased model, "東京" is " 東  京 "), others the raw text (with a control character, too).
+PAST_ASCII_TOKENS = (
+    AddedToken("résumé", normalized=True),
+    AddedToken("東京", normalized=True),
+    AddedToken("ÆON", normalized=True),
+    AddedToken("Ωmega", normalized=False),
+    AddedToken("x\x07y", normalized=False),
+)
 
 _WORDS = st.sampled_from(
     ["the", "Quick", "BROWN", "fox's", "e-mail", "U.S.A.", "3.14", "x" * 120, "[CLS]", "[sep]", "[MASK]x",
-     "[UNK]", "##ing", "foo", "FOO", "naïve", "東京", "Ω", "\ufffd", "a\x00b", "c\x0bd", "\x7f", "don't"]
+     "[UNK]", "##ing", "foo", "FOO", "naïve", "東京", "Ω", "\ufffd", "a\x00b", "c\x0bd", "\x7f", "don't",
+     "résumé", "RESUME", "resumes", "Résumé", "ÆON", "æon", "aeon", "Ωmega", "ωMEGA", "x\x07y", "X\x07Y"]
 )  # fmt: skip
 _ASCII = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=80)
 # The characters learned at load, others learned on first sight (CJK, Hangul, Greek with its final sigma, Arabic,
@@ -58,6 +72,8 @@ def tokenizer(variant: str, max_length: int = 48) -> Tokenizer:
         loaded = Tokenizer.from_str(json.dumps(config))
     if variant == "added-word":
         loaded.add_tokens([AddedToken("foo", normalized=True)])
+    if variant == "added-past-ascii":
+        loaded.add_tokens(list(PAST_ASCII_TOKENS))
     return loaded
 
 
@@ -81,6 +97,7 @@ def same(got: list[Encoding], expected: list[Encoding]) -> None:
 @given(query=TEXTS, passages=st.lists(TEXTS, min_size=1, max_size=5))
 @example(query="what is [SEP]?", passages=["[CLS] a", "plain text, here."])
 @example(query="Hello\tWORLD", passages=["a\x01b", "", "   ", "naïve café", "x" * 101])
+@example(query="RESUME", passages=["my resume here", "東京 ωMEGA Ωmega", "æon x\x07y", "Résumé: AEON"])
 def test_pairs_encode_exactly_as_the_tokenizer_does(variant: str, query: str, passages: list[str]) -> None:
     own = tokenizer(variant)
     same(fast_path(variant).encode_pairs(query, passages), own.encode_batch([(query, p) for p in passages]))
@@ -160,6 +177,55 @@ def test_learning_stops_at_its_bound_and_the_rest_takes_the_tokenizers_path(
     assert encoder.prepare("大阪") is None  # no room left: the tokenizer's own path
 
 
+def calls_during(action: Callable[[], object]) -> int:
+    """Python and C functions called while action runs: a count of its work that no other load on the machine sways."""
+    calls = 0
+
+    def count(frame: object, event: str, arg: object) -> None:
+        nonlocal calls
+        if event in ("call", "c_call"):
+            calls += 1
+
+    sys.setprofile(count)
+    try:
+        action()
+    finally:
+        sys.setprofile(None)
+    return calls
+
+
+def test_a_new_character_costs_the_same_however_many_are_known(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Learning used to compile a character class of every known character again: once about 3,900 were known, a
+    # request bringing one new character paid about 5 ms for it.
+    compiles = 0
+    compile_pattern = re.compile
+
+    def counted_compile(*args: object, **kwargs: object) -> object:
+        nonlocal compiles
+        compiles += 1
+        return compile_pattern(*args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(re, "compile", counted_compile)
+    encoder = fast_path("uncased", 512)
+
+    def request_bringing(character: str) -> int:
+        text = f"a {character}b"
+        got: list[Encoding] = []
+        calls = calls_during(lambda: got.extend(encoder.encode_texts([text], add_special_tokens=True)))
+        same(got, encoder.tokenizer.encode_batch([text]))
+        assert encoder.prepare(text) is not None
+        return calls
+
+    few_known = request_bringing("\u4e01")
+    # 4,000 CJK ideographs a code point apart: as a character class, 4,000 ranges.
+    scattered = "".join(chr(0x4E00 + 2 * index) for index in range(4000))
+    encoder.encode_texts([scattered], add_special_tokens=False)
+    assert request_bringing(chr(0x4E00 + 2 * 4000 + 1)) == few_known
+    for index in range(100):  # a hundred requests, each learning one character
+        request_bringing(chr(0x4E00 + 2 * index + 3))
+    assert compiles == 0
+
+
 def test_only_bert_wordpiece_pipelines_get_the_fast_path() -> None:
     kinds = {
         family: type(batch_encoder(load_tokenizer(fixture_model("int8", family), 512)[0]))
@@ -174,6 +240,36 @@ def test_an_added_token_holding_a_space_turns_the_fast_path_off() -> None:
     spaced, _ = load_tokenizer(fixture_model("int8"), 512)
     spaced.add_tokens([AddedToken("new york", normalized=True)])
     assert type(batch_encoder(spaced)) is BatchEncoder
+
+
+@pytest.mark.parametrize(("variant", "ascii_match"), [("uncased", True), ("cased", False)])
+def test_a_normalized_added_token_past_ascii_matches_as_the_normalizer_reads_it(
+    variant: str, ascii_match: bool
+) -> None:
+    # Uncased, "résumé" normalizes to "resume", which ASCII text can hold ("RESUME"); cased it stays "résumé".
+    own = Tokenizer.from_str(tokenizer(variant).to_str())
+    own.add_tokens([AddedToken("résumé", normalized=True)])
+    encoder = batch_encoder(own)
+    assert isinstance(encoder, WordPieceFastPath)
+    texts = ["RESUME", "my resume here", "resumes", "Résumé", "RÉSUMÉ, naïve", "a résumé, a CV", "my CV here"]
+    for add_special_tokens in (True, False):
+        same(
+            encoder.encode_texts(texts, add_special_tokens=add_special_tokens),
+            own.encode_batch(texts, add_special_tokens=add_special_tokens),
+        )
+    for query in ("RESUME", "what is a resume?", "what is a CV?", "a résumé, " * 30):
+        same(encoder.encode_pairs(query, texts), own.encode_batch([(query, text) for text in texts]))
+    assert (encoder.prepare("RESUME") is None) is ascii_match
+    assert (encoder.prepare("my resume here") is None) is ascii_match
+    assert encoder.prepare("a résumé, a CV") is None
+    assert encoder.prepare("my CV here") is not None and encoder.prepare("naïve CV") is not None
+
+
+def test_an_added_token_the_normalizer_erases_turns_the_fast_path_off() -> None:
+    erased, _ = load_tokenizer(fixture_model("int8"), 512)
+    # A zero-width space, which the normalizer drops (the tokenizer then splits text oddly, or panics).
+    erased.add_tokens([AddedToken("\u200b", normalized=True)])
+    assert type(batch_encoder(erased)) is BatchEncoder
 
 
 def test_a_truncated_pair_keeps_the_query_and_the_passage_head() -> None:

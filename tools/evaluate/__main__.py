@@ -1,7 +1,9 @@
 """Does reranking pay on your data? First stage against reranked on a BEIR-layout folder.
 
-    python -m tools.evaluate DATA_DIR [--candidates 50] [--min-gain 0.03] [--json FILE] [--plot FILE]
+    ./dev eval DATA_DIR [--candidates 50] [--min-gain 0.03] [--json [FILE]] [--plot [FILE]]
         [--model-dir DIR | --endpoint URL [--cohere] [--token TOKEN] [--unsigned] | --function NAME]
+
+--json and --plot without FILE write .cache/eval/<DATA_DIR's name>.json / .png (git-ignored).
 
 DATA_DIR holds corpus.jsonl, queries.jsonl and qrels/test.tsv (BEIR); run.trec, when present, gives the
 first-stage candidates, else BM25 (bm25s) over the corpus does. Exit code 0 when the evaluation ran (whatever
@@ -30,6 +32,12 @@ from tools.evaluate.targets import (
     Target,
     TargetError,
 )
+from tools.invoke import fixture_notice
+
+# Where --json and --plot write when given no FILE: a git-ignored folder of the project, never a tracked file.
+REPO = Path(__file__).resolve().parents[2]
+OUTPUT_DIR = REPO / ".cache" / "eval"
+AUTO_OUTPUT = Path("<named after DATA_DIR>")  # --json / --plot given without FILE
 
 
 def positive_int(text: str) -> int:
@@ -41,7 +49,7 @@ def positive_int(text: str) -> int:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m tools.evaluate",
+        prog="./dev eval",
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -60,13 +68,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"nDCG@5 gain that makes reranking worth it (default {DEFAULT_MIN_GAIN})",
     )
     parser.add_argument("--max-queries", type=positive_int, help="evaluate only the first N judged queries")
-    parser.add_argument("--json", type=Path, metavar="FILE", help="write the summary as JSON")
-    parser.add_argument("--plot", type=Path, metavar="FILE", help="write a PNG: metrics by k and latencies")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        nargs="?",
+        const=AUTO_OUTPUT,
+        metavar="FILE",
+        help="write the summary as JSON (default FILE: .cache/eval/<DATA_DIR name>.json)",
+    )
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        nargs="?",
+        const=AUTO_OUTPUT,
+        metavar="FILE",
+        help="write a PNG: metrics by k and latencies (default FILE: .cache/eval/<DATA_DIR name>.png)",
+    )
     target = parser.add_mutually_exclusive_group()
     target.add_argument(
         "--model-dir",
         type=Path,
-        help=f"a FlashRank model directory, run in-process (default {DEFAULT_MODEL_DIR})",
+        help=f"a FlashRank model directory, run in-process (default {DEFAULT_MODEL_DIR.relative_to(REPO)})",
     )
     target.add_argument("--endpoint", metavar="URL", help="the deployed API's base URL (stack output ApiUrl)")
     target.add_argument(
@@ -92,6 +114,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--cohere, --token and --unsigned need --endpoint")
     if args.token and args.unsigned:
         parser.error("--token and --unsigned exclude each other")
+    name = args.data_dir.resolve().name or "eval"
+    if args.json == AUTO_OUTPUT:
+        args.json = OUTPUT_DIR / f"{name}.json"
+    if args.plot == AUTO_OUTPUT:
+        args.plot = OUTPUT_DIR / f"{name}.png"
     return args
 
 
@@ -121,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetError, TargetError) as exc:
         errors.print(f"[red]error:[/red] {exc}", highlight=False)
         return 2
+    if isinstance(target, LocalEngine):
+        notice = fixture_notice(target.model_dir, f"./dev eval {args.data_dir}")
+        if notice:
+            errors.print(notice, highlight=False, markup=False)
     queries = len(dataset.evaluated_queries[: args.max_queries])
     source = "run.trec" if dataset.run is not None else "BM25 (bm25s)"
     errors.print(
@@ -162,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(evaluation.summary, indent=2) + "\n", encoding="utf-8")
+        errors.print(f"wrote {args.json}", highlight=False)
     if args.plot is not None:
         write_plot(
             evaluation,
@@ -169,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             title=f"Does reranking pay on {args.data_dir.name}?",
             min_gain=args.min_gain,
         )
+        errors.print(f"wrote {args.plot}", highlight=False)
     return 0
 
 

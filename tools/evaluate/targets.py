@@ -7,6 +7,7 @@ the request took. A failed request is an Outcome with ``order=None`` and the rea
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import sys
 import time
@@ -88,6 +89,7 @@ class LocalEngine:
 
     def __init__(self, model_dir: Path | None = None) -> None:
         model_dir = model_dir or DEFAULT_MODEL_DIR
+        self.model_dir = model_dir
         if str(HANDLER_DIR) not in sys.path:
             sys.path.insert(0, str(HANDLER_DIR))  # like Lambda's /var/task
         from reranker.engine import CrossEncoder
@@ -196,12 +198,13 @@ class SigV4Signer:
         session = boto3.Session()
         region = region or region_from_host(host) or session.region_name
         if not region:
-            raise TargetError("no AWS region for SigV4: pass --region")
+            raise TargetError(cannot_sign(host, "region", "pass --region"))
         credentials = session.get_credentials()
         if credentials is None:
             raise TargetError(
-                "no AWS credentials for SigV4 signing: configure them, or pass --token for a bearer-token "
-                "deployment, or --unsigned for a local endpoint (./dev serve)"
+                cannot_sign(
+                    host, "credentials", "configure them, or pass --token for a bearer-token deployment"
+                )
             )
         return cls(credentials, service, region)
 
@@ -215,6 +218,26 @@ class SigV4Signer:
 
     def __str__(self) -> str:
         return f"{self.service}, {self.region}"
+
+
+def cannot_sign(host: str, missing: str, remedy: str) -> str:
+    """Why no signed request can be sent, and what to do; --unsigned first for a local endpoint."""
+    if is_local_host(host):
+        return (
+            f"no AWS {missing} to sign requests to {host} with SigV4: a local endpoint (./dev serve) checks "
+            "no signature, so pass --unsigned"
+        )
+    return f"no AWS {missing} for SigV4 signing: {remedy}, or --unsigned for an endpoint without auth"
+
+
+def is_local_host(host: str) -> bool:
+    """localhost or a loopback address (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def region_from_host(host: str) -> str | None:

@@ -25,6 +25,9 @@ TOKENIZER_DIRS = {
     "t5": HERE / "tokenizer_t5",
 }
 TokenizerKind = Literal["bert-uncased", "bert-multilingual", "t5"]
+# Written into every generated config.json: the weights are random, so the model's scores mean nothing.
+# reranker.engine reads the same key (CrossEncoder.fixture, /health's model.fixture).
+FIXTURE_CONFIG_KEY = "lambda_reranker_fixture"
 T5_EXTRA_IDS = 100
 BERT_SPECIAL_TOKENS = {
     "unk_token": "[UNK]",
@@ -192,8 +195,10 @@ def t5_config(name: str, shape: T5Shape) -> dict[str, object]:
 
 def model_config(family: Family) -> dict[str, object]:
     if isinstance(family.shape, T5Shape):
-        return t5_config(family.name, family.shape)
-    return bert_config(family.name, family.shape)
+        config = t5_config(family.name, family.shape)
+    else:
+        config = bert_config(family.name, family.shape)
+    return {**config, FIXTURE_CONFIG_KEY: True}
 
 
 def write_tokenizer_files(directory: Path, family: Family) -> None:

@@ -43,10 +43,15 @@ def test_the_api_guide_section_shows_every_example_verbatim() -> None:
         )
 
 
-def test_the_client_readme_shows_the_client_example_verbatim() -> None:
-    blocks = re.findall(r"```python\n(.*?)```", CLIENT_README.read_text(encoding="utf-8"), flags=re.DOTALL)
+def client_readme_python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", CLIENT_README.read_text(encoding="utf-8"), flags=re.DOTALL)
 
-    assert blocks == [(EXAMPLES / "client.py").read_text(encoding="utf-8")]
+
+def test_the_client_readme_shows_the_client_example_verbatim() -> None:
+    blocks = client_readme_python_blocks()
+
+    assert blocks[0] == (EXAMPLES / "client.py").read_text(encoding="utf-8")
+    assert len(blocks) == 2  # and the local-endpoint example, run by test_unsigned.py
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_LAST_LINE))

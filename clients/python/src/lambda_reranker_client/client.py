@@ -16,6 +16,7 @@ from botocore.exceptions import NoCredentialsError, NoRegionError
 from lambda_reranker_client.errors import RerankerError
 from lambda_reranker_client.results import RerankResponse, parse_response
 from lambda_reranker_client.transports import (
+    HttpTransport,
     InvokeTransport,
     SignedHttpTransport,
     Transport,
@@ -79,13 +80,23 @@ class RerankerClient:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         retry: RetryPolicy | None = None,
+        unsigned: bool = False,
     ) -> RerankerClient:
         """An API Gateway URL (stack output ``ApiUrl``, SigV4 service ``execute-api``) or a Function URL
         (``FunctionUrl``, service ``lambda``). The region comes from the host unless given; for other hosts
         (custom domains, local endpoints) pass ``service`` if it is not ``execute-api``, and a region unless
-        the botocore session has one. Credentials come from botocore's usual chain (env, profile, role...)."""
-        session = session or botocore.session.Session()
+        the botocore session has one. Credentials come from botocore's usual chain (env, profile, role...).
+
+        ``unsigned=True`` sends the requests without SigV4, so it needs no credentials and no region: a local
+        endpoint (``./dev serve``) or one without IAM auth. ``region``, ``service`` and ``session`` sign, so
+        they cannot be combined with it."""
         target = url_target(url)
+        if unsigned:
+            if region or service or session:
+                raise ValueError("region, service and session are for signing: not with unsigned=True")
+            transport = HttpTransport(target, connect_timeout=connect_timeout, read_timeout=read_timeout)
+            return cls(transport, retry=retry)
+        session = session or botocore.session.Session()
         if service:
             target = replace(target, service=service)
         region = region or target.region or session.get_config_variable("region")

@@ -1,4 +1,5 @@
-"""The two ways to reach the function: a SigV4-signed HTTPS POST (API Gateway, Function URL) or a Lambda Invoke."""
+"""The ways to reach the function: an HTTPS POST, SigV4-signed (API Gateway, Function URL) or not (a local
+endpoint such as ``./dev serve``), or a Lambda Invoke."""
 
 from __future__ import annotations
 
@@ -62,8 +63,34 @@ def function_region(name_or_arn: str) -> str | None:
     return match.group(1) if match else None
 
 
-class SignedHttpTransport:
-    """POST the request as JSON, signed with SigV4 on every attempt (a signature is valid for 5 minutes)."""
+class HttpTransport:
+    """POST the request as JSON, unsigned: a local endpoint (``./dev serve``) or one whose auth is not IAM."""
+
+    def __init__(self, target: UrlTarget, *, connect_timeout: float, read_timeout: float) -> None:
+        self.target = target
+        self._http = URLLib3Session(timeout=(connect_timeout, read_timeout))
+
+    def send(self, payload: dict[str, Any]) -> object:
+        body = json.dumps(payload).encode("utf-8")
+        request = AWSRequest(
+            method="POST", url=self.target.url, data=body, headers={"Content-Type": "application/json"}
+        )
+        self._authorize(request, body)
+        try:
+            response = self._http.send(request.prepare())
+        except BotoCoreError as exc:
+            raise TransportError(str(exc), error_type=type(exc).__name__) from exc
+        content = response.content
+        if response.status_code == 200:
+            return _decode(content)
+        raise _http_error(response.status_code, dict(response.headers.items()), content)
+
+    def _authorize(self, request: AWSRequest, body: bytes) -> None:
+        """Nothing to add: the request goes out as it is."""
+
+
+class SignedHttpTransport(HttpTransport):
+    """The same POST, signed with SigV4 on every attempt (a signature is valid for 5 minutes)."""
 
     def __init__(
         self,
@@ -74,32 +101,14 @@ class SignedHttpTransport:
         connect_timeout: float,
         read_timeout: float,
     ) -> None:
-        self.target = target
+        super().__init__(target, connect_timeout=connect_timeout, read_timeout=read_timeout)
         self.region = region
         self._credentials = credentials
-        self._http = URLLib3Session(timeout=(connect_timeout, read_timeout))
 
-    def send(self, payload: dict[str, Any]) -> object:
-        body = json.dumps(payload).encode("utf-8")
-        request = AWSRequest(
-            method="POST",
-            url=self.target.url,
-            data=body,
-            headers={
-                "Content-Type": "application/json",
-                # Function URLs want the payload hash signed for POST; harmless for API Gateway.
-                "X-Amz-Content-SHA256": hashlib.sha256(body).hexdigest(),
-            },
-        )
+    def _authorize(self, request: AWSRequest, body: bytes) -> None:
+        # Function URLs want the payload hash signed for POST; harmless for API Gateway.
+        request.headers["X-Amz-Content-SHA256"] = hashlib.sha256(body).hexdigest()
         SigV4Auth(self._credentials, self.target.service, self.region).add_auth(request)
-        try:
-            response = self._http.send(request.prepare())
-        except BotoCoreError as exc:
-            raise TransportError(str(exc), error_type=type(exc).__name__) from exc
-        content = response.content
-        if response.status_code == 200:
-            return _decode(content)
-        raise _http_error(response.status_code, dict(response.headers.items()), content)
 
 
 def _http_error(status: int, headers: dict[str, str], content: bytes) -> RerankerError:
