@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from reranker.calls import Call
 from reranker.config import LongDocuments
 from reranker.contract import (
     COHERE_V1_REQUEST,
@@ -193,7 +192,7 @@ class CohereDialect:
     def read(self, payload: object, scoring: Scoring) -> CohereRequest:
         return parse_cohere_request(payload, self.version, scoring.limits)
 
-    def answer(self, payload: object, scoring: Scoring, call: Call) -> dict[str, Any]:
+    def answer(self, payload: object, scoring: Scoring) -> dict[str, Any]:
         request = self.read(payload, scoring)
         if request.ignored_fields:
             logger.append_keys(ignored_fields=list(request.ignored_fields))
@@ -209,9 +208,9 @@ class CohereDialect:
         response = scoring.rank(native)
         scoring.tally.emit()
         logger.append_keys(model=scoring.model, top_k=native.top_k, cohere_model=request.model)
-        request_id = getattr(call.context, "aws_request_id", None)
+        request_id = scoring.request_id
         return build_cohere_response(
-            request, response, request_id if isinstance(request_id, str) else str(uuid.uuid4())
+            request, response, str(uuid.uuid4()) if request_id is None else request_id
         )
 
     def error_body(self, error: RerankerError) -> tuple[int, dict[str, Any]]:

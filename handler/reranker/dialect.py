@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from reranker.calls import Call
 from reranker.errors import RerankerError
 from reranker.observability import RerankTally
 from reranker.schemas import Limits, RerankRequest
@@ -30,7 +29,7 @@ class TokenBudget(Protocol):
 
 
 class Scoring(Protocol):
-    """One call's access to the model: this deployment's limits, its deadline and its tally."""
+    """One invocation's access to the model: this deployment's limits, the deadline, the tally, the id."""
 
     @property
     def limits(self) -> Limits: ...
@@ -49,6 +48,11 @@ class Scoring(Protocol):
 
     @property
     def tally(self) -> RerankTally: ...
+
+    @property
+    def request_id(self) -> str | None:
+        """The invocation's id (Lambda's aws_request_id); None outside Lambda."""
+        ...
 
     def rank(self, request: RerankRequest) -> dict[str, Any]:
         """The native answer: cache, engine for the misses, deadline policy, ranking."""
@@ -88,7 +92,7 @@ class Dialect[Request](Protocol):
         """The decoded body as this format's request (holding the native one); errors in its own words."""
         ...
 
-    def answer(self, payload: object, scoring: Scoring, call: Call) -> object:
+    def answer(self, payload: object, scoring: Scoring) -> object:
         """Read the body (``read``), score it and shape the answer as this format's callers expect it."""
         ...
 

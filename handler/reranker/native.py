@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from reranker.calls import Call, report_error
+from reranker.calls import report_error
 from reranker.dialect import Scoring
 from reranker.errors import InvalidRequest, PayloadTooLarge, RerankerError
 from reranker.json_text import json_size
@@ -122,7 +122,7 @@ class NativeDialect:
             return parse_rerank_request(payload, scoring.limits)
         return parse_batch(payload, shape, scoring.max_batch_requests)
 
-    def answer(self, payload: object, scoring: Scoring, call: Call) -> dict[str, Any]:
+    def answer(self, payload: object, scoring: Scoring) -> dict[str, Any]:
         request = self.read(payload, scoring)
         if isinstance(request, Batch):
             return self._answer_batch(request, scoring)

@@ -186,6 +186,11 @@ class CallScoring:
     def max_length(self) -> int:
         return self.scorer.engine.max_length
 
+    @property
+    def request_id(self) -> str | None:
+        value = getattr(self.context, "aws_request_id", None)
+        return value if isinstance(value, str) else None
+
     def rank(self, request: schemas.RerankRequest) -> dict[str, Any]:
         scorer = self.scorer
         scored = scorer.score(request, self.stop_check(), self.tally)

@@ -22,7 +22,7 @@ def rerank(dialect: AnyDialect, payload: object, call: Call) -> object:
     """Read the body in the caller's dialect, score it with the loaded model, answer in that dialect."""
     scorer = ready().scorer
     scoring = CallScoring(scorer, call.context, RerankTally(cache_enabled=scorer.cache.enabled))
-    return dialect.answer(payload, scoring, call)
+    return dialect.answer(payload, scoring)
 
 
 def health(dialect: AnyDialect, payload: object, call: Call) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from reranker.calls import Call
 from reranker.contract import TEI_REQUEST
 from reranker.dialect import Scoring
 from reranker.errors import (
@@ -154,7 +153,7 @@ class TeiDialect:
     def read(self, payload: object, scoring: Scoring) -> TeiRequest:
         return parse_tei_request(payload, scoring.limits)
 
-    def answer(self, payload: object, scoring: Scoring, call: Call) -> list[dict[str, Any]]:
+    def answer(self, payload: object, scoring: Scoring) -> list[dict[str, Any]]:
         request = self.read(payload, scoring)
         if not request.truncate:
             ensure_fits_without_truncation(
