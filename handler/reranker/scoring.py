@@ -32,6 +32,7 @@ class Scorer:
         self.engine = engine
         self.settings = settings
         self.cache = cache
+        self.cache_enabled = cache.enabled  # fixed at init (SCORE_CACHE_MB)
         self.clock = clock
         self.limits = schemas.Limits.from_settings(settings)
         self._trimmer: DocumentTrimmer | None = None  # made on the first request with a token budget
@@ -202,7 +203,7 @@ class CallScoring:
             tokens=report.tokens,
             truncated=report.truncated,
             windows=report.windows,
-            cached=scored.hits if scorer.cache.enabled else None,
+            cached=scored.hits if scorer.cache_enabled else None,
         )
         self.tally.returned += len(response["results"])
         return response

@@ -21,7 +21,7 @@ OPENAPI_DOCUMENT = Path(__file__).with_name("openapi.json")
 def rerank(dialect: AnyDialect, payload: object, call: Call) -> object:
     """Read the body in the caller's dialect, score it with the loaded model, answer in that dialect."""
     scorer = ready().scorer
-    scoring = CallScoring(scorer, call.context, RerankTally(cache_enabled=scorer.cache.enabled))
+    scoring = CallScoring(scorer, call.context, RerankTally(cache_enabled=scorer.cache_enabled))
     return dialect.answer(payload, scoring)
 
 
