@@ -78,11 +78,19 @@ _applied: dict[str, dict[str, str]] = {}
 
 @pytest.fixture
 def configure(app_module: ModuleType, model_dir: Path) -> Callable[..., ModuleType]:
-    """configure(MAX_PASSAGES="3", force=True) -> the app reset with that environment (only when it changed)."""
+    """configure(MAX_PASSAGES="3", force=True) -> the app reset with that environment (only when it changed).
 
-    def apply(*, force: bool = False, **overrides: str) -> ModuleType:
+    ``clock``: the monotonic clock the scoring policy measures deadlines with (the next configure() resets).
+    """
+
+    def apply(
+        *, force: bool = False, clock: Callable[[], float] | None = None, **overrides: str
+    ) -> ModuleType:
         env = {**BASE_ENV, "MODEL_DIR": str(model_dir), **overrides}
-        if force or _applied.get("env") != env:
+        if clock is not None:
+            app_module.reset(env, clock=clock)
+            _applied.pop("env", None)
+        elif force or _applied.get("env") != env:
             app_module.reset(env)
             _applied["env"] = env
         return app_module

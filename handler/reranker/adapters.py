@@ -1,4 +1,4 @@
-"""Invocation shapes <-> the service: detect the caller, read HTTP events, route them, shape answers and errors.
+"""Invocation shapes <-> the service: detect the caller, read an event into a request, write the answer.
 
 One function serves API Gateway HTTP APIs (payload 2.0), Lambda Function URLs (the same payload), API
 Gateway REST APIs (payload 1.0) and direct invokes (Step Functions), so the shape is detected here instead
@@ -11,44 +11,41 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
 
+from reranker.calls import CallerShape, report_error
+from reranker.dialect import AnyDialect, Outcome
 from reranker.errors import (
-    DeadlineExceeded,
-    InternalError,
     InvalidRequest,
     MethodNotAllowed,
-    ModelUnavailable,
     PayloadTooLarge,
     RerankerError,
-    RouteNotFound,
     Unauthorized,
     UnsupportedMediaType,
 )
+from reranker.json_text import encode_json
 from reranker.schemas import LAMBDA_PAYLOAD_LIMIT_BYTES, decode_json, ensure_representable_numbers
 from reranker.text import escape_lone_surrogates
 
-type CallerShape = Literal["http_api", "function_url", "rest_api", "direct"]
-type ErrorStyle = Literal["native", "cohere"]
-
-# The error types callers may see (HTTP "type", Lambda errorType for Step Functions ErrorEquals).
-# Finer internal subclasses (ModelChecksumMismatch, SettingsError, ...) are reported as their public base.
-PUBLIC_ERRORS: tuple[type[RerankerError], ...] = (
-    InvalidRequest,
-    Unauthorized,
-    RouteNotFound,
-    MethodNotAllowed,
-    PayloadTooLarge,
-    UnsupportedMediaType,
-    ModelUnavailable,
-    DeadlineExceeded,
-    InternalError,
-)
-GENERIC_INTERNAL_MESSAGE = "internal error; the function's logs have the details"
 CORRELATION_HEADER = "x-correlation-id"
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:/+=@-]{1,128}$")
+
+
+# --- reading an event ------------------------------------------------------------------------------
+
+
+def read_event(event: object) -> HttpRequest | DirectRequest:
+    """The event as a request of the caller's shape; a body that cannot be read is kept as its error.
+
+    The error is raised only where it is the answer: after routing and authentication for HTTP, so a
+    404, 405 or 401 still wins over a bad body.
+    """
+    shape = detect_shape(event)
+    if shape == "direct" or not isinstance(event, Mapping):
+        return read_direct(event)
+    return read_http_event(event, shape)
 
 
 # --- detecting the caller --------------------------------------------------------------------------
@@ -84,6 +81,8 @@ class HttpRequest:
     is_base64: bool
     request_id: str | None
     correlation_id: str | None
+    payload: object = None  # the decoded JSON body
+    body_error: Exception | None = None  # why the body could not be read (raised by routes that read it)
 
 
 def read_http_event(event: Mapping[str, Any], shape: CallerShape) -> HttpRequest:
@@ -101,7 +100,7 @@ def read_http_event(event: Mapping[str, Any], shape: CallerShape) -> HttpRequest
     header_id = headers.get(CORRELATION_HEADER)
     correlation_id = header_id if header_id and _CORRELATION_ID.match(header_id) else request_id
     body = event.get("body")
-    return HttpRequest(
+    request = HttpRequest(
         shape=shape,
         method=method,
         path=_normalize_path(path),
@@ -111,6 +110,10 @@ def read_http_event(event: Mapping[str, Any], shape: CallerShape) -> HttpRequest
         request_id=request_id,
         correlation_id=correlation_id,
     )
+    try:
+        return replace(request, payload=read_json_body(request))
+    except Exception as exc:  # noqa: BLE001 - kept, and raised only by a route that reads the body
+        return replace(request, body_error=exc)
 
 
 def _http_api_path(event: Mapping[str, Any], context: Mapping[str, Any]) -> str:
@@ -213,96 +216,44 @@ def read_json_body(request: HttpRequest) -> object:
     return decode_json(raw)
 
 
-# --- routing ---------------------------------------------------------------------------------------
-
-
-type Operation = Callable[[object, "Call"], dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class Call:
-    """What an operation may need to know about its invocation besides the parsed payload."""
-
-    shape: CallerShape
-    context: Any  # the Lambda context: get_remaining_time_in_millis(), aws_request_id
-    headers: Mapping[str, str] = field(default_factory=dict)  # lower-cased; empty for direct invokes
-    correlation_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str
-    operation: Operation
-    reads_body: bool = True
-    error_style: ErrorStyle = "native"
-    callers: tuple[CallerShape, ...] = ()  # the HTTP shapes this route exists for; empty: all of them
-
-
-class Router:
-    """Exact method + path routes; 404 for an unknown path, 405 (with the allowed methods) for a wrong method."""
-
-    def __init__(self, routes: list[Route], *, default_error_style: ErrorStyle = "native") -> None:
-        self._routes = {(route.method, route.path): route for route in routes}
-        self._default_error_style = default_error_style
-
-    @property
-    def routes(self) -> list[Route]:
-        return list(self._routes.values())
-
-    def routes_for(self, shape: CallerShape | None) -> list[Route]:
-        """The routes a caller of this shape has (None: every route)."""
-        return [route for route in self._routes.values() if _serves(route, shape)]
-
-    def resolve(self, method: str, path: str, shape: CallerShape | None = None) -> Route:
-        route = self._routes.get((method, path))
-        if route is not None and _serves(route, shape):
-            return route
-        routes = self.routes_for(shape)
-        allowed = tuple(sorted(known.method for known in routes if known.path == path))
-        if allowed:
-            raise MethodNotAllowed(
-                f"{path} does not accept {method or 'this method'}; use {', '.join(allowed)}", allowed
-            )
-        known = ", ".join(f"{route.method} {route.path}" for route in routes)
-        raise RouteNotFound(f"no route for {_printable(path)}; routes: {known}")
-
-    def error_style(self, path: str, shape: CallerShape | None = None) -> ErrorStyle:
-        """Errors of a known path use its routes' style (405 included); others use the default."""
-        for route in self.routes_for(shape):
-            if route.path == path:
-                return route.error_style
-        return self._default_error_style
-
-
-def _serves(route: Route, shape: CallerShape | None) -> bool:
-    return shape is None or not route.callers or shape in route.callers
-
-
-def _printable(path: str) -> str:
-    shown = path if len(path) <= 80 else path[:80] + "..."
-    return shown.encode("ascii", "backslashreplace").decode("ascii")
-
-
 # --- answers ---------------------------------------------------------------------------------------
 
 
-def public_error(exc: BaseException) -> RerankerError:
-    """The error a caller may see: a documented type with a safe message, never a stack trace or path."""
-    if type(exc) in PUBLIC_ERRORS:
-        assert isinstance(exc, RerankerError)
-        return exc
-    if isinstance(exc, RerankerError):
-        for cls in type(exc).__mro__:
-            if cls in PUBLIC_ERRORS:
-                return cls(exc.public_message)
-    return InternalError(GENERIC_INTERNAL_MESSAGE)
+def write_http(outcome: Outcome, correlation_id: str | None) -> dict[str, Any]:
+    """The proxy response of an outcome: its answer, or its error, in its dialect's words."""
+    if outcome.error is None:
+        try:
+            return write_answer(outcome.answer, outcome.dialect, correlation_id)
+        except Exception as exc:  # noqa: BLE001 - an answer Lambda could not return is an error answer
+            return write_error(report_error(exc), outcome.dialect, correlation_id)
+    return write_error(outcome.error, outcome.dialect, correlation_id)
 
 
-def error_body(error: RerankerError, style: ErrorStyle) -> dict[str, Any]:
-    if style == "cohere":
-        return {"message": error.public_message}
-    return {"error": {"type": error.error_type, "message": error.public_message}}
+def write_answer(answer: object, dialect: AnyDialect, correlation_id: str | None) -> dict[str, Any]:
+    """A 200 proxy response, or PayloadTooLarge (in the dialect's advice) when Lambda could not return it."""
+    response = http_response(200, answer, correlation_id=correlation_id)
+    ensure_response_fits(http_payload_size(response), dialect.size_advice)
+    return response
+
+
+def write_error(error: RerankerError, dialect: AnyDialect, correlation_id: str | None) -> dict[str, Any]:
+    """A public error as the dialect's clients read it, with the headers its status calls for."""
+    status, body = dialect.error_body(error)
+    extra: dict[str, str] | None = None
+    if isinstance(error, MethodNotAllowed) and error.allowed:
+        extra = {"Allow": ", ".join(error.allowed)}
+    elif isinstance(error, Unauthorized):
+        extra = {"WWW-Authenticate": "Bearer"}  # RFC 6750: the scheme a 401 expects
+    return http_response(status, body, correlation_id=correlation_id, extra_headers=extra)
+
+
+def write_direct(answer: object, dialect: AnyDialect) -> dict[str, Any] | bytes:
+    """What a direct invoke returns (direct_payload), or PayloadTooLarge when Lambda could not return it."""
+    if not isinstance(answer, dict):
+        raise TypeError(f"a direct invoke answers a JSON object, not {type(answer).__name__}")
+    response, size = direct_payload(answer)
+    ensure_response_fits(size, dialect.size_advice)
+    return response
 
 
 def http_response(
@@ -324,33 +275,6 @@ def http_response(
         "body": encode_json(body),
         "isBase64Encoded": False,
     }
-
-
-def http_error_response(
-    error: RerankerError, style: ErrorStyle, correlation_id: str | None
-) -> dict[str, Any]:
-    extra: dict[str, str] | None = None
-    if isinstance(error, MethodNotAllowed) and error.allowed:
-        extra = {"Allow": ", ".join(error.allowed)}
-    elif isinstance(error, Unauthorized):
-        extra = {"WWW-Authenticate": "Bearer"}  # RFC 6750: the scheme a 401 expects
-    return http_response(
-        error.http_status, error_body(error, style), correlation_id=correlation_id, extra_headers=extra
-    )
-
-
-def encode_json(value: object) -> str:
-    """Strict, compact JSON text that always encodes as UTF-8: unpaired surrogates become ``\\uXXXX`` escapes.
-
-    Non-finite floats raise ValueError (an InternalError: the request checks keep them out of every answer).
-    """
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return escape_lone_surrogates(text)
-
-
-def json_size(value: object) -> int:
-    """UTF-8 bytes of ``value`` as compact strict JSON."""
-    return len(encode_json(value).encode("utf-8"))
 
 
 def direct_payload(response: dict[str, Any]) -> tuple[dict[str, Any] | bytes, int]:
@@ -382,15 +306,7 @@ def runtime_payload_size(payload: Mapping[str, Any] | bytes) -> int:
     return len(json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8"))
 
 
-NATIVE_SIZE_ADVICE = (
-    'send "return_text": false (you have the texts), ask for fewer results (top_k) or send less meta'
-)
-COHERE_SIZE_ADVICE = (
-    'send "return_documents": false (you have the documents) or ask for fewer results (top_n)'
-)
-
-
-def ensure_response_fits(size: int, advice: str = NATIVE_SIZE_ADVICE) -> None:
+def ensure_response_fits(size: int, advice: str) -> None:
     """Lambda refuses (and API Gateway turns into a bare 502) any response above 6 MB: say so clearly."""
     if size > LAMBDA_PAYLOAD_LIMIT_BYTES:
         raise PayloadTooLarge(
@@ -410,14 +326,28 @@ def http_payload_size(response: Mapping[str, Any]) -> int:
     return envelope + len(body.encode("utf-8")) + body.count('"') + body.count("\\")
 
 
-def read_direct_event(event: object) -> object:
-    """A direct invoke's event as the request payload, once every number in it can be answered as strict JSON.
+@dataclass(frozen=True)
+class DirectRequest:
+    """A direct invoke (Step Functions, the SDK): the event is the payload."""
+
+    payload: object
+    correlation_id: str | None
+    body_error: Exception | None = None
+    shape: CallerShape = "direct"
+
+
+def read_direct(event: object) -> DirectRequest:
+    """The event as the payload, once every number in it can be answered as strict JSON.
 
     The runtime parses the event leniently: ``NaN`` and ``Infinity`` are accepted and ``1e309`` becomes an
     infinity, none of which a JSON answer can echo.
     """
-    ensure_representable_numbers(event)
-    return event
+    correlation_id = direct_correlation_id(event)
+    try:
+        ensure_representable_numbers(event)
+    except Exception as exc:  # noqa: BLE001 - raised when the invoke is answered, after logging context is set
+        return DirectRequest(payload=event, correlation_id=correlation_id, body_error=exc)
+    return DirectRequest(payload=event, correlation_id=correlation_id)
 
 
 def direct_correlation_id(event: object) -> str | None:

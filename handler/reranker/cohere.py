@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from reranker.config import LongDocuments
 from reranker.contract import (
     COHERE_V1_REQUEST,
     COHERE_V2_LEGACY_FIELDS,
     COHERE_V2_REQUEST,
 )
-from reranker.engine import CrossEncoder, LongDocuments
-from reranker.errors import InvalidRequest, RerankerError
-from reranker.schemas import Limits, RerankRequest, parse_rerank_request
+from reranker.dialect import Scoring, TokenBudget
+from reranker.errors import InvalidRequest, ModeNotApplicable, RerankerError
+from reranker.observability import logger
+from reranker.schemas import FieldNames, Limits, RerankRequest, parse_rerank_request
 from reranker.text import replace_lone_surrogates
-from reranker.tokenization import PairTokenizer, tokenizer_text
 
 type ApiVersion = Literal[1, 2]
 
@@ -27,8 +29,8 @@ V1_FIELDS = COHERE_V1_REQUEST.names
 # Older v2 SDKs still send these; honouring them costs nothing.
 V2_LEGACY_FIELDS = COHERE_V2_LEGACY_FIELDS
 V2_FIELDS = tuple(name for name in COHERE_V2_REQUEST.names if name not in V2_LEGACY_FIELDS)
-# Native wording in the shared validation messages, and what a Cohere caller calls the same thing.
-_COHERE_WORDS = (("passages", "documents"), ("top_k", "top_n"), ("return_text", "return_documents"))
+# What a Cohere caller calls the native fields, so the shared validation speaks Cohere's words.
+COHERE_NAMES = FieldNames(passages="documents", top_k="top_n")
 
 
 @dataclass(frozen=True)
@@ -70,10 +72,7 @@ def parse_cohere_request(payload: object, version: ApiVersion, limits: Limits) -
     native_payload: dict[str, object] = {"query": present["query"], "passages": texts, "return_text": False}
     if "top_n" in present:
         native_payload["top_k"] = present["top_n"]
-    try:
-        native = parse_rerank_request(native_payload, limits)
-    except RerankerError as exc:
-        raise type(exc)(_in_cohere_words(exc.public_message)) from exc
+    native = parse_rerank_request(native_payload, limits, COHERE_NAMES)
     return CohereRequest(
         version=version,
         native=native,
@@ -85,12 +84,6 @@ def parse_cohere_request(payload: object, version: ApiVersion, limits: Limits) -
         max_tokens_per_doc=max_tokens,
         ignored_fields=ignored,
     )
-
-
-def _in_cohere_words(message: str) -> str:
-    for native, cohere in _COHERE_WORDS:
-        message = message.replace(native, cohere)
-    return message
 
 
 def _document_text(index: int, document: object, rank_fields: tuple[str, ...] | None) -> str:
@@ -121,59 +114,8 @@ def _field_text(value: object) -> str:
 # --- token budgets: max_tokens_per_doc (v2) and max_chunks_per_doc (v1) ------------------------------------
 
 
-class DocumentTrimmer:
-    """Cuts a document at a word boundary so it holds at most N model tokens.
-
-    v2 ``max_tokens_per_doc`` is that cut. v1 ``max_chunks_per_doc`` is the cut that leaves exactly as many
-    tokens as that many overlapping windows cover (the engine's own window geometry: the query and the
-    tokenizer's pair-template special tokens beside each window, ``window_overlap_tokens`` shared).
-    """
-
-    def __init__(self, pairs: PairTokenizer) -> None:
-        self._pairs = pairs
-        # The tokenizer itself, not the fast path's twin: offsets must cut the raw text.
-        self._tokenizer = pairs.passage_batches().tokenizer
-        self.max_length = pairs.max_length
-
-    @classmethod
-    def from_engine(cls, engine: CrossEncoder) -> DocumentTrimmer:
-        """The engine's own untruncated tokenizer and window settings: no second load of tokenizer.json."""
-        return cls(engine.tokenization)
-
-    def window_budget(self, query: str, chunks: int) -> int:
-        """How many passage tokens ``chunks`` windows cover beside this query (the engine's geometry).
-
-        Raises WindowsUnsupported when the model cannot be scored in windows.
-        """
-        _, _, room, step = self._pairs.window_room(query)
-        return room + (chunks - 1) * step
-
-    def trim(self, texts: Sequence[str], max_tokens: int) -> list[str]:
-        """Each text cut to at most ``max_tokens`` tokens; texts that surely fit are not even tokenized."""
-        trimmed = list(texts)
-        # A token covers at least one character, so a text of at most max_tokens characters fits.
-        long_indices = [index for index, text in enumerate(texts) if len(text) > max_tokens]
-        if not long_indices:
-            return trimmed
-        # Same length as the caller's text (one U+FFFD per surrogate), so offsets cut the original.
-        encodings = self._tokenizer.encode_batch(
-            [tokenizer_text(texts[index]) for index in long_indices], add_special_tokens=False
-        )
-        for index, encoding in zip(long_indices, encodings, strict=True):
-            if len(encoding.ids) <= max_tokens:
-                continue
-            cut = max_tokens  # the first token that does not fit; back off to its word's first token
-            word_ids = encoding.word_ids
-            while cut > 0 and word_ids[cut] is not None and word_ids[cut] == word_ids[cut - 1]:
-                cut -= 1
-            if cut == 0:  # one word longer than the budget: cut inside it
-                cut = max_tokens
-            trimmed[index] = texts[index][: encoding.offsets[cut][0]].rstrip()
-        return trimmed
-
-
 def apply_token_budgets(
-    request: CohereRequest, trimmer: DocumentTrimmer | None, window_max_per_passage: int
+    request: CohereRequest, trimmer: TokenBudget | None, window_max_per_passage: int
 ) -> RerankRequest:
     """The native request with documents pre-truncated to the request's token budget, if it set one."""
     native = request.native
@@ -230,3 +172,50 @@ def build_cohere_response(
             "order, with relevance_score 0"
         ]
     return {"id": response_id, "results": results, "meta": meta}
+
+
+# --- the dialect ----------------------------------------------------------------------------------------------
+
+
+class CohereDialect:
+    """``POST /v1/rerank`` and ``POST /v2/rerank``: the same scoring, Cohere's request, answer and errors."""
+
+    size_advice = 'send "return_documents": false (you have the documents) or ask for fewer results (top_n)'
+
+    def __init__(self, version: ApiVersion) -> None:
+        self.version: ApiVersion = version
+        self.name = f"cohere-v{version}"
+
+    def claims(self, payload: object) -> bool:
+        return True
+
+    def read(self, payload: object, scoring: Scoring) -> CohereRequest:
+        return parse_cohere_request(payload, self.version, scoring.limits)
+
+    def answer(self, payload: object, scoring: Scoring) -> dict[str, Any]:
+        request = self.read(payload, scoring)
+        if request.ignored_fields:
+            logger.append_keys(ignored_fields=list(request.ignored_fields))
+        needs_tokens = request.max_tokens_per_doc is not None or request.max_chunks_per_doc is not None
+        budget = scoring.token_budget() if needs_tokens else None
+        try:
+            budgeted = apply_token_budgets(request, budget, scoring.window_max_per_passage)
+        except ModeNotApplicable as exc:
+            raise InvalidRequest(
+                f"max_chunks_per_doc cannot be used with the model {exc.model}: {exc.reason}"
+            ) from exc
+        native = replace(budgeted, long_documents=request.long_documents)
+        response = scoring.rank(native)
+        scoring.tally.emit()
+        logger.append_keys(model=scoring.model, top_k=native.top_k, cohere_model=request.model)
+        request_id = scoring.request_id
+        return build_cohere_response(
+            request, response, str(uuid.uuid4()) if request_id is None else request_id
+        )
+
+    def error_body(self, error: RerankerError) -> tuple[int, dict[str, Any]]:
+        return error.http_status, {"message": error.public_message}
+
+
+COHERE_V1 = CohereDialect(1)
+COHERE_V2 = CohereDialect(2)

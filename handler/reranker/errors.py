@@ -114,3 +114,46 @@ class InternalError(RerankerError):
     """A fault of ours; details go to the logs, never to the caller."""
 
     http_status = 500
+
+
+# --- mapping: what a caller may see -------------------------------------------------------------------
+
+# The error types callers may see (HTTP "type", Lambda errorType for Step Functions ErrorEquals).
+# Finer internal subclasses (ModelChecksumMismatch, SettingsError, ...) are reported as their public base.
+PUBLIC_ERRORS: tuple[type[RerankerError], ...] = (
+    InvalidRequest,
+    Unauthorized,
+    RouteNotFound,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ModelUnavailable,
+    DeadlineExceeded,
+    InternalError,
+)
+GENERIC_INTERNAL_MESSAGE = "internal error; the function's logs have the details"
+
+
+class ModeNotApplicable(InvalidRequest):
+    """A long-document option this model cannot apply: the caller's choice (400), not an outage (503).
+
+    ``option`` names the option as the caller wrote it; a wire format may word it its own way from
+    ``model`` and ``reason``.
+    """
+
+    def __init__(self, option: str, model: str, reason: str) -> None:
+        super().__init__(f"{option} cannot be used with the model {model}: {reason}")
+        self.model = model
+        self.reason = reason
+
+
+def public_error(exc: BaseException) -> RerankerError:
+    """The error a caller may see: a documented type with a safe message, never a stack trace or path."""
+    if type(exc) in PUBLIC_ERRORS:
+        assert isinstance(exc, RerankerError)
+        return exc
+    if isinstance(exc, RerankerError):
+        for cls in type(exc).__mro__:
+            if cls in PUBLIC_ERRORS:
+                return cls(exc.public_message)
+    return InternalError(GENERIC_INTERNAL_MESSAGE)

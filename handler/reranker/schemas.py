@@ -14,7 +14,7 @@ from typing import Any
 from reranker.config import LongDocuments, Settings
 from reranker.contract import PASSAGE_OBJECT, RERANK_REQUEST
 from reranker.errors import InvalidRequest, PayloadTooLarge
-from reranker.fields import json_type, quote_key
+from reranker.fields import Field, json_type, quote_key
 
 type JsonScalar = str | int | float | bool | None
 
@@ -24,6 +24,17 @@ REQUEST_FIELDS = RERANK_REQUEST.names
 PASSAGE_FIELDS = PASSAGE_OBJECT.names
 _PASSAGE_TEXT = PASSAGE_OBJECT["text"]  # looked up once: read for every object passage
 _PASSAGE_ID = PASSAGE_OBJECT["id"]
+
+
+@dataclass(frozen=True)
+class FieldNames:
+    """What a wire format calls the native fields its requests map to, so validation speaks its words."""
+
+    passages: str = "passages"
+    top_k: str = "top_k"
+
+
+NATIVE_NAMES = FieldNames()
 
 # Lambda's synchronous payload limit (request and response, Function URLs too).
 LAMBDA_PAYLOAD_LIMIT_BYTES = 6 * 1024 * 1024
@@ -225,8 +236,11 @@ def _key_path(path: str, key: object) -> str:
     return f"{path}[{quote_key(key)}]"
 
 
-def parse_rerank_request(payload: object, limits: Limits) -> RerankRequest:
-    """Validate a decoded native request; raise InvalidRequest (400) or PayloadTooLarge (413)."""
+def parse_rerank_request(payload: object, limits: Limits, names: FieldNames = NATIVE_NAMES) -> RerankRequest:
+    """Validate a decoded native request; raise InvalidRequest (400) or PayloadTooLarge (413).
+
+    ``names``: what the caller's wire format calls passages and top_k, for the messages.
+    """
     if not isinstance(payload, Mapping):
         raise InvalidRequest(f"request must be a JSON object, got {json_type(payload)}")
     unknown = [key for key in payload if key not in REQUEST_FIELDS]
@@ -238,13 +252,13 @@ def parse_rerank_request(payload: object, limits: Limits) -> RerankRequest:
     query: str = declared["query"].read(payload)
     declared["query"].ensure_not_blank(query)
     declared["query"].ensure_within_limit(query, limits)
-    top_k: int | None = declared["top_k"].read(payload)
+    top_k: int | None = _read_as(declared["top_k"], payload, names.top_k)
     min_score = parse_min_score(payload.get("min_score"))
     return_text: bool = declared["return_text"].read(payload)
     long_documents: LongDocuments | None = declared["long_documents"].read(payload)
     correlation_id: str | None = declared["correlation_id"].read(payload)
     declared["passages"].require(payload)
-    passages = _parse_passages(payload["passages"], query, limits)
+    passages = _parse_passages(payload["passages"], query, limits, names.passages)
     return RerankRequest(
         query=query,
         passages=passages,
@@ -263,26 +277,31 @@ def parse_min_score(value: object) -> float | None:
     return float(RERANK_REQUEST["min_score"].check(value))
 
 
-def _parse_passages(raw: object, query: str, limits: Limits) -> tuple[Passage, ...]:
+def _read_as(declared: Field, payload: Mapping[str, object], name: str) -> Any:
+    """``declared.read(payload)``, a complaint about the value worded with ``name`` (the caller's word)."""
+    value = payload.get(declared.name)
+    return declared.read(payload) if value is None else declared.check(value, name)
+
+
+def _parse_passages(raw: object, query: str, limits: Limits, name: str) -> tuple[Passage, ...]:
     declared = RERANK_REQUEST["passages"]
-    entries: list[object] = declared.check(raw)
-    declared.ensure_within_limit(entries, limits)
+    entries: list[object] = declared.check(raw, name)
+    declared.ensure_within_limit(entries, limits, name)
     total_chars = len(query)
     parsed: list[Passage] = []
     for index, entry in enumerate(entries):
-        passage = _parse_passage(index, entry, limits.max_passage_chars)
+        passage = _parse_passage(f"{name}[{index}]", index, entry, limits.max_passage_chars)
         total_chars += len(passage.text)
         if total_chars > limits.max_total_chars:
             raise PayloadTooLarge(
-                f"query and passages exceed {limits.max_total_chars} characters in total "
-                f"(reached at passages[{index}])"
+                f"query and {name} exceed {limits.max_total_chars} characters in total "
+                f"(reached at {name}[{index}])"
             )
         parsed.append(passage)
     return tuple(parsed)
 
 
-def _parse_passage(index: int, entry: object, max_chars: int) -> Passage:
-    where = f"passages[{index}]"
+def _parse_passage(where: str, index: int, entry: object, max_chars: int) -> Passage:
     if isinstance(entry, str):
         return Passage(index=index, id=index, text=entry, scored_text=entry[:max_chars])
     if not isinstance(entry, Mapping):

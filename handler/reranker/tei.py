@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from reranker.contract import TEI_REQUEST
+from reranker.dialect import Scoring
 from reranker.errors import (
     DeadlineExceeded,
     InvalidRequest,
@@ -20,7 +21,8 @@ from reranker.errors import (
     PayloadTooLarge,
     RerankerError,
 )
-from reranker.schemas import Limits, RerankRequest, parse_rerank_request
+from reranker.observability import logger
+from reranker.schemas import FieldNames, Limits, RerankRequest, parse_rerank_request
 
 # TEI's ErrorType values (serialized lower-case) and the statuses it answers them with.
 type TeiErrorType = Literal["validation", "tokenizer", "backend", "overloaded", "unhealthy"]
@@ -31,8 +33,8 @@ PASSAGES_KEY = "passages"
 FIELDS = TEI_REQUEST.names  # declared in contract.py
 # Read case-insensitively, as TEI's serde does; only right is served (the contract documents just that).
 TRUNCATION_DIRECTIONS = ("right", "left")
-# Native wording in the shared validation messages, and what a TEI caller calls the same thing.
-_TEI_WORDS = (("passages", "texts"),)
+# What a TEI caller calls the native fields, so the shared validation speaks TEI's words.
+TEI_NAMES = FieldNames(passages="texts")
 
 
 def is_tei_request(payload: object) -> bool:
@@ -74,10 +76,7 @@ def parse_tei_request(payload: object, limits: Limits) -> TeiRequest:
         # TEI's own wording for its max_client_batch_size check.
         raise PayloadTooLarge(f"batch size {len(texts)} > maximum allowed batch size {limits.max_passages}")
     native_payload = {"query": payload["query"], "passages": texts, "return_text": False}
-    try:
-        native = parse_rerank_request(native_payload, limits)
-    except RerankerError as exc:
-        raise type(exc)(_in_tei_words(exc.public_message)) from exc
+    native = parse_rerank_request(native_payload, limits, TEI_NAMES)
     return TeiRequest(
         native=native,
         texts=tuple(texts),
@@ -85,12 +84,6 @@ def parse_tei_request(payload: object, limits: Limits) -> TeiRequest:
         return_text=return_text,
         truncate=truncate,
     )
-
-
-def _in_tei_words(message: str) -> str:
-    for native, tei in _TEI_WORDS:
-        message = message.replace(native, tei)
-    return message
 
 
 def ensure_fits_without_truncation(pair_lengths: Sequence[int], max_length: int) -> None:
@@ -112,7 +105,7 @@ def build_tei_response(
     """TEI's answer: every text, best first (ties keep input order), ``score`` the logit with raw_scores.
 
     A TEI answer has no way to mark a text left unscored, so a caller never gets one: the deadline is an
-    error on this route (see service.rerank_tei).
+    error on this route (see TeiDialect.answer).
     """
     values = logits if request.raw_scores else scores
     if values is None or len(values) != len(request.texts):
@@ -143,3 +136,38 @@ def error_status_and_body(error: RerankerError) -> tuple[int, dict[str, str]]:
     elif error.http_status < 500:
         error_type = "validation"
     return error.http_status, {"error": error.public_message, "error_type": error_type}
+
+
+class TeiDialect:
+    """TEI's rerank API on ``POST /rerank`` (a body with texts): the same scoring, TEI's request and answer."""
+
+    name = "tei"
+    # The route it shares with the native format: a too-large answer gets the same advice (return_text).
+    size_advice = (
+        'send "return_text": false (you have the texts), ask for fewer results (top_k) or send less meta'
+    )
+
+    def claims(self, payload: object) -> bool:
+        return is_tei_request(payload)
+
+    def read(self, payload: object, scoring: Scoring) -> TeiRequest:
+        return parse_tei_request(payload, scoring.limits)
+
+    def answer(self, payload: object, scoring: Scoring) -> list[dict[str, Any]]:
+        request = self.read(payload, scoring)
+        if not request.truncate:
+            ensure_fits_without_truncation(
+                scoring.whole_pair_lengths(request.native.query, request.texts), scoring.max_length
+            )
+        scores, logits = scoring.score_every_passage(request.native, with_logits=request.raw_scores)
+        answer = build_tei_response(request, scores, logits)
+        scoring.tally.returned += len(answer)
+        scoring.tally.emit()
+        logger.append_keys(model=scoring.model, api="tei", raw_scores=request.raw_scores)
+        return answer
+
+    def error_body(self, error: RerankerError) -> tuple[int, dict[str, str]]:
+        return error_status_and_body(error)
+
+
+TEI = TeiDialect()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import types
 from collections.abc import Callable
 from types import ModuleType
@@ -117,7 +116,7 @@ def test_the_batch_state_machine_reads_the_responses_key() -> None:
 
 
 class FakeClock:
-    """time.monotonic for the app module: every reading advances 1 ms, so each model run costs 1 ms."""
+    """The scoring policy's clock: every reading advances 1 ms, so each model run costs 1 ms."""
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -128,14 +127,8 @@ class FakeClock:
 
 
 @pytest.fixture
-def fake_clock(app_module: ModuleType, monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    from reranker import service  # where the deadline clock is read
-
-    clock = FakeClock()
-    monkeypatch.setattr(
-        service, "time", types.SimpleNamespace(monotonic=clock.monotonic, perf_counter=time.perf_counter)
-    )
-    return clock
+def fake_clock() -> FakeClock:
+    return FakeClock()
 
 
 def test_a_short_remaining_time_returns_every_passage_unranked(configure: Callable[..., ModuleType]) -> None:
@@ -150,7 +143,7 @@ def test_later_batch_items_are_answered_unranked_once_time_runs_out(
 ) -> None:
     # Given 25 ms of budget (remaining 525 ms - 500 ms margin) and four requests of ten passages: each
     # request reads the clock once before scoring and once per model run, so 11 ms each
-    app = configure(DEADLINE_POLICY="fallback", DEADLINE_MARGIN_MS="500")
+    app = configure(DEADLINE_POLICY="fallback", DEADLINE_MARGIN_MS="500", clock=fake_clock.monotonic)
     context = types.SimpleNamespace(**vars(LocalContext()))
     context.get_remaining_time_in_millis = lambda: 525
     output()
@@ -174,7 +167,7 @@ def test_later_batch_items_are_answered_unranked_once_time_runs_out(
 def test_with_the_error_policy_late_batch_items_fail_alone(
     configure: Callable[..., ModuleType], fake_clock: FakeClock
 ) -> None:
-    app = configure(DEADLINE_POLICY="error", DEADLINE_MARGIN_MS="500")
+    app = configure(DEADLINE_POLICY="error", DEADLINE_MARGIN_MS="500", clock=fake_clock.monotonic)
     context = types.SimpleNamespace(**vars(LocalContext()))
     context.get_remaining_time_in_millis = lambda: 525
     answer = app.lambda_handler({"requests": [{"query": QUERY, "passages": PASSAGES}] * 4}, context)

@@ -665,37 +665,40 @@ def model_env(aws_env: FaultProxy, admin_s3: Any, bucket: str, tmp_path: Path) -
 
 
 def test_init_survives_one_cut_body(model_env: dict[str, str], aws_env: FaultProxy) -> None:
-    from reranker import service
+    from reranker.runtime import Ready, load
 
     aws_env.inject(cut_body())
 
-    runtime = service.load_runtime(model_env)
+    runtime = load(model_env)
 
-    assert runtime.failure is None
-    assert runtime.location is not None
+    assert isinstance(runtime, Ready)
     assert runtime.location.download_attempts == aws_env.gets() == 2
 
 
 def test_a_failed_init_is_retried_by_a_request_after_model_load_retry_seconds(
     model_env: dict[str, str], aws_env: FaultProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from reranker import service
+    from reranker import runtime
 
-    # Given an init that S3 kept failing, and a later retry only after an hour
+    # Given an init that S3 kept failing, and a later retry only after an hour (on a clock the test moves)
+    now = [1000.0]
     aws_env.inject(slow_down(), times=2)
     env = {**model_env, "MODEL_S3_MAX_ATTEMPTS": "2", "MODEL_LOAD_RETRY_SECONDS": "3600"}
-    monkeypatch.setattr(service.STATE, "runtime", service.load_runtime(env))
-    assert service.STATE.runtime.failure is not None and service.STATE.runtime.retryable
+    monkeypatch.setattr(runtime, "STATE", runtime.ModuleState())
+    runtime.initialize(env, clock=lambda: now[0])
+    failed = runtime.STATE.runtime
+    assert isinstance(failed, runtime.Failed) and failed.retryable
 
     # When a request arrives before the hour is up, then it is refused without another GET
+    now[0] += 3599
     with pytest.raises(ModelUnavailable):
-        service.ready_runtime()
+        runtime.ready()
     assert aws_env.gets() == 2
 
-    # When the interval is 0 (S3 has recovered), then the request loads the model and is served
-    monkeypatch.setattr(service.STATE, "runtime", replace(service.STATE.runtime, retry_after_seconds=0.0))
-    _, engine, runtime = service.ready_runtime()
-    assert engine is not None and runtime.failure is None
+    # When the hour is up (S3 has recovered), then the request loads the model and is served
+    now[0] += 1
+    assert runtime.ready().engine is not None
+    assert isinstance(runtime.STATE.runtime, runtime.Ready)
     assert aws_env.gets() == 3
 
 

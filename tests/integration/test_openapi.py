@@ -90,7 +90,7 @@ def test_cold_start_does_not_read_the_document(model_dir: Path) -> None:
     probe = (
         "import reranker.app, reranker.service as service; "
         "assert not service._openapi_cache, 'read at import'; "
-        "service.openapi_document(None, None); assert service._openapi_cache['openapi'] == '3.1.0'"
+        "service.openapi_document(None, None, None); assert service._openapi_cache['openapi'] == '3.1.0'"
     )
     env = {**os.environ, **BASE_ENV, "MODEL_DIR": str(model_dir), "PYTHONPATH": str(HANDLER_DIR)}
     completed = subprocess.run(

@@ -172,7 +172,7 @@ def error_names(states: dict[str, Any]) -> set[str]:
 @pytest.mark.parametrize("file_name", [RAG, BATCH])
 def test_every_matched_error_is_one_the_function_can_raise(file_name: str) -> None:
     """An ErrorEquals name the function never reports is dead: errorType is always a public error type."""
-    from reranker.adapters import PUBLIC_ERRORS
+    from reranker.errors import PUBLIC_ERRORS
 
     ours = {
         name

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from reranker import adapters
-from reranker.adapters import Call, HttpRequest, Route, Router
+from reranker.adapters import HttpRequest
+from reranker.calls import Call
+from reranker.cohere import COHERE_V2
 from reranker.errors import (
     InternalError,
     InvalidRequest,
@@ -19,7 +21,12 @@ from reranker.errors import (
     PayloadTooLarge,
     RouteNotFound,
     UnsupportedMediaType,
+    public_error,
 )
+from reranker.json_text import json_size
+from reranker.native import NATIVE
+from reranker.routes import Route, Router
+from reranker.tei import TEI
 from tests.events import caller_of, event_files, load_event
 
 
@@ -124,15 +131,15 @@ def test_base64_bodies_are_decoded() -> None:
 # --- routing -------------------------------------------------------------------------------------------
 
 
-def answer(payload: object, call: Call) -> dict[str, Any]:
+def answer(dialect: object, payload: object, call: Call) -> dict[str, Any]:
     return {"ok": True}
 
 
 ROUTER = Router(
     [
-        Route("POST", "/rerank", answer),
+        Route("POST", "/rerank", answer, NATIVE, alternatives=(TEI,)),
         Route("GET", "/health", answer, reads_body=False),
-        Route("POST", "/v2/rerank", answer, error_style="cohere"),
+        Route("POST", "/v2/rerank", answer, COHERE_V2),
     ]
 )
 
@@ -146,17 +153,25 @@ def test_router_finds_routes_and_says_404_or_405() -> None:
     assert raised.value.allowed == ("GET",)
 
 
-def test_error_style_follows_the_route() -> None:
+def test_errors_are_worded_in_the_routes_dialect() -> None:
     error = InvalidRequest("query is required")
-    assert adapters.error_body(error, ROUTER.error_style("/v2/rerank")) == {"message": "query is required"}
-    assert adapters.error_body(error, ROUTER.error_style("/rerank")) == {
-        "error": {"type": "InvalidRequest", "message": "query is required"}
-    }
-    assert ROUTER.error_style("/unknown") == "native"
+    assert ROUTER.dialect_of("/v2/rerank").error_body(error) == (400, {"message": "query is required"})
+    assert ROUTER.dialect_of("/rerank").error_body(error) == (
+        400,
+        {"error": {"type": "InvalidRequest", "message": "query is required"}},
+    )
+    assert ROUTER.dialect_of("/unknown") is NATIVE
+
+
+def test_the_body_picks_tei_on_the_native_route() -> None:
+    route = ROUTER.resolve("POST", "/rerank")
+    assert route.dialect_for({"query": "q", "texts": ["a"]}) is TEI
+    assert route.dialect_for({"query": "q", "texts": ["a"], "passages": ["a"]}) is NATIVE
+    assert ROUTER.resolve("POST", "/v2/rerank").dialect_for({"texts": ["a"]}) is COHERE_V2
 
 
 def test_405_response_carries_allow() -> None:
-    response = adapters.http_error_response(MethodNotAllowed("no", ("GET", "POST")), "native", "cid")
+    response = adapters.write_error(MethodNotAllowed("no", ("GET", "POST")), NATIVE, "cid")
     assert response["statusCode"] == 405
     assert response["headers"]["Allow"] == "GET, POST"
     assert response["headers"]["X-Correlation-Id"] == "cid"
@@ -165,22 +180,22 @@ def test_405_response_carries_allow() -> None:
 
 def test_public_error_keeps_documented_types_and_hides_the_rest() -> None:
     documented = PayloadTooLarge("too big")
-    assert adapters.public_error(documented) is documented
-    narrowed = adapters.public_error(ModelChecksumMismatch("sha256 of s3://b/k is wrong"))
+    assert public_error(documented) is documented
+    narrowed = public_error(ModelChecksumMismatch("sha256 of s3://b/k is wrong"))
     assert type(narrowed) is ModelUnavailable
-    hidden = adapters.public_error(KeyError("/var/task/secret"))
+    hidden = public_error(KeyError("/var/task/secret"))
     assert type(hidden) is InternalError
     assert "secret" not in hidden.public_message
 
 
 def test_responses_above_the_lambda_limit_are_refused() -> None:
-    adapters.ensure_response_fits(6 * 1024 * 1024)  # Lambda's limit is inclusive: 6,291,456 bytes
+    adapters.ensure_response_fits(6 * 1024 * 1024, NATIVE.size_advice)  # inclusive: 6,291,456 bytes
     with pytest.raises(PayloadTooLarge, match=r'6 MB.*"return_text": false'):
-        adapters.ensure_response_fits(6 * 1024 * 1024 + 1)
+        adapters.ensure_response_fits(6 * 1024 * 1024 + 1, NATIVE.size_advice)
     with pytest.raises(PayloadTooLarge, match='"return_documents": false'):
-        adapters.ensure_response_fits(6 * 1024 * 1024 + 1, adapters.COHERE_SIZE_ADVICE)
-    assert adapters.json_size({"a": "é"}) == len('{"a":"é"}'.encode())
-    assert adapters.json_size({"a": "\ud800"}) == len('{"a":"\\ud800"}')
+        adapters.ensure_response_fits(6 * 1024 * 1024 + 1, COHERE_V2.size_advice)
+    assert json_size({"a": "é"}) == len('{"a":"é"}'.encode())
+    assert json_size({"a": "\ud800"}) == len('{"a":"\\ud800"}')
 
 
 def test_http_answers_escape_lone_surrogates_and_stay_strict_json() -> None:

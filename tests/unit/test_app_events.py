@@ -200,9 +200,9 @@ def test_broken_model_under_snapstart_fails_the_init(
 def test_transient_download_failure_is_retried_by_a_later_request(
     configure: Callable[..., ModuleType], monkeypatch: pytest.MonkeyPatch, model_dir: Any
 ) -> None:
-    from reranker import service as app_module
+    from reranker import runtime
 
-    real_locate = app_module.locate_model
+    real_locate = runtime.locate_model
     calls = {"count": 0}
 
     def flaky_locate(settings: Any, **kwargs: Any) -> Any:
@@ -211,9 +211,9 @@ def test_transient_download_failure_is_retried_by_a_later_request(
             raise ModelDownloadFailed("S3 kept failing")
         return real_locate(settings, **kwargs)
 
-    monkeypatch.setattr(app_module, "locate_model", flaky_locate)
+    monkeypatch.setattr(runtime, "locate_model", flaky_locate)
     app = configure(force=True, MODEL_LOAD_RETRY_SECONDS="0")
-    assert app.STATE.runtime.failure is not None
+    assert isinstance(app.STATE.runtime, runtime.Failed)
     assert run(app, load_event("direct-rerank.json")).status == 200
     assert calls["count"] == 2
 

@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reranker.cohere import (
-    DocumentTrimmer,
     apply_token_budgets,
     build_cohere_response,
     parse_cohere_request,
@@ -18,6 +17,7 @@ from reranker.cohere import (
 from reranker.engine import CrossEncoder, EngineOptions
 from reranker.errors import InvalidRequest, PayloadTooLarge, RerankerError
 from reranker.schemas import Limits, build_rerank_response
+from reranker.token_budget import DocumentTrimmer
 from tests.models import fixture_model
 
 LIMITS = Limits()

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from reranker import observability
+from reranker.runtime import Ready
 from tests.events import load_event, run
 from tools.invoke import LocalContext
 
@@ -170,7 +171,7 @@ def test_init_logs_where_the_model_came_from(configure: Callable[..., ModuleType
     assert loaded["model_source"] == "model_dir"
     assert len(loaded["onnx_sha256"]) == 64
     assert loaded["load_seconds"] > 0
-    assert app.STATE.runtime.failure is None
+    assert isinstance(app.STATE.runtime, Ready)
 
 
 def test_init_failure_is_logged_once_clearly(

@@ -296,7 +296,7 @@ def test_handler_answers_a_repeat_from_the_cache_with_identical_scores(configure
     assert "cached" not in cold["usage"]
     rates = [value for line in lines if "ScoreCacheHitRate" in line for value in line["ScoreCacheHitRate"]]
     assert rates == [0.0, 100.0]
-    health = app.health(None, None)["score_cache"]
+    health = app.health(None, None, None)["score_cache"]
     assert (health["enabled"], health["entries"], health["hits"]) == (True, len(PASSAGES), len(PASSAGES))
 
 
@@ -308,4 +308,4 @@ def test_off_switch_emits_no_cache_metrics(configure: Any, output: Any) -> None:
     app.lambda_handler({"query": "q", "passages": PASSAGES[:2]}, LocalContext())
     text, _ = output()
     assert "ScoreCache" not in text
-    assert app.STATE.runtime.cache.enabled is False
+    assert app.health(None, None, None)["score_cache"]["enabled"] is False

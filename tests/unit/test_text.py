@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reranker.cohere import DocumentTrimmer
 from reranker.engine import CrossEncoder, EngineOptions
 from reranker.text import escape_lone_surrogates, has_lone_surrogate, replace_lone_surrogates
+from reranker.token_budget import DocumentTrimmer
 from tests.models import fixture_model
 
 # Every category, surrogates included (st.text leaves them out by default).

@@ -1,7 +1,7 @@
-"""Many native requests in one invocation: ``{"requests": [...]}`` and Step Functions' ItemBatcher shape.
+"""The native wire format: one request, or a batch of them (``{"requests": [...]}``, Step Functions' ItemBatcher).
 
-Each item is answered in place, in order; an item that fails gets ``{"error": {"type", "message"}}`` instead
-of failing the batch (a Distributed Map would otherwise retry every item of it).
+A batch answers each item in place, in order; an item that fails gets ``{"error": {"type", "message"}}``
+instead of failing the batch (a Distributed Map would otherwise retry every item of it).
 """
 
 from __future__ import annotations
@@ -10,7 +10,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from reranker.calls import report_error
+from reranker.dialect import Scoring
 from reranker.errors import InvalidRequest, PayloadTooLarge, RerankerError
+from reranker.json_text import json_size
+from reranker.observability import logger
+from reranker.schemas import RerankRequest, parse_rerank_request
 
 type BatchShape = Literal["requests", "items"]
 
@@ -72,7 +77,7 @@ def error_item(error: RerankerError) -> dict[str, Any]:
 def run_batch(
     batch: Batch,
     answer: Callable[[int, object], dict[str, Any]],
-    report_error: Callable[[Exception], RerankerError],
+    on_error: Callable[[Exception], RerankerError],
 ) -> dict[str, Any]:
     """``{"responses": [...]}``: each item's answer (given its position), or its public error in place."""
     responses: list[dict[str, Any]] = []
@@ -80,7 +85,7 @@ def run_batch(
         try:
             responses.append(answer(index, item))
         except Exception as exc:  # noqa: BLE001 - one item's failure is that item's answer
-            responses.append(error_item(report_error(exc)))
+            responses.append(error_item(on_error(exc)))
     return {"responses": responses}
 
 
@@ -91,3 +96,60 @@ def ensure_fits_state(shape: BatchShape, size: int) -> None:
             f"the batch answer would be {size} bytes, above Step Functions' 256 KB state limit; lower "
             "ItemBatcher MaxItemsPerBatch, or set top_k / return_text=false in BatchInput"
         )
+
+
+# --- the dialect ----------------------------------------------------------------------------------------------
+
+
+type NativeRequest = RerankRequest | Batch
+
+
+class NativeDialect:
+    """``POST /rerank``, ``POST /`` (Function URLs) and direct invokes."""
+
+    name = "native"
+    size_advice = (
+        'send "return_text": false (you have the texts), ask for fewer results (top_k) or send less meta'
+    )
+
+    def claims(self, payload: object) -> bool:
+        return True
+
+    def read(self, payload: object, scoring: Scoring) -> NativeRequest:
+        """One request, or a checked batch envelope whose items are read when each runs."""
+        shape = batch_shape(payload)
+        if shape is None or not isinstance(payload, Mapping):
+            return parse_rerank_request(payload, scoring.limits)
+        return parse_batch(payload, shape, scoring.max_batch_requests)
+
+    def answer(self, payload: object, scoring: Scoring) -> dict[str, Any]:
+        request = self.read(payload, scoring)
+        if isinstance(request, Batch):
+            return self._answer_batch(request, scoring)
+        response = scoring.rank(request)
+        scoring.tally.emit()
+        logger.append_keys(model=scoring.model, top_k=request.top_k)
+        return response
+
+    def _answer_batch(self, batch: Batch, scoring: Scoring) -> dict[str, Any]:
+        tally = scoring.tally
+        tally.batch_size = len(batch.items)
+
+        def answer_item(index: int, item: object) -> dict[str, Any]:
+            tally.position = index
+            return scoring.rank(parse_rerank_request(item, scoring.limits))
+
+        def item_error(exc: Exception) -> RerankerError:
+            tally.item_errors += 1
+            return report_error(exc)
+
+        response = run_batch(batch, answer_item, item_error)
+        tally.emit()
+        ensure_fits_state(batch.shape, json_size(response))
+        return response
+
+    def error_body(self, error: RerankerError) -> tuple[int, dict[str, Any]]:
+        return error.http_status, error_item(error)
+
+
+NATIVE = NativeDialect()

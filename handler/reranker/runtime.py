@@ -1,0 +1,191 @@
+"""The composition root: what init built from the environment (a Ready model, or why it Failed), held once.
+
+app.py builds it at import (the Lambda init phase, snapshotted by SnapStart); a transient failure is
+retried by a later request. Everything on the hot path gets a Ready or a ModelUnavailable, never None.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from reranker import observability as obs
+from reranker.auth import BearerAuthenticator
+from reranker.config import Settings
+from reranker.engine import CrossEncoder, EngineOptions
+from reranker.errors import ModelDownloadFailed, ModelUnavailable, RerankerError
+from reranker.model_store import ModelLocation, locate_model
+from reranker.observability import logger
+from reranker.scoring import Clock, Scorer
+
+INITIALIZATION_TYPE = "AWS_LAMBDA_INITIALIZATION_TYPE"
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A loaded model and everything built around it."""
+
+    settings: Settings
+    engine: CrossEncoder
+    location: ModelLocation
+    load_seconds: float
+    scorer: Scorer
+    authenticator: BearerAuthenticator | None  # AUTH_MODE=bearer
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Init could not load the model: the error to answer with, and whether a later request may retry."""
+
+    failure: ModelUnavailable
+    retryable: bool = False
+    failed_at: float = 0.0
+    retry_after_seconds: float = Settings.model_load_retry_seconds  # MODEL_LOAD_RETRY_SECONDS
+
+
+type Runtime = Ready | Failed
+
+
+def load(environ: Mapping[str, str] | None = None, clock: Clock = time.monotonic) -> Runtime:
+    """Read settings, find and load the model; on failure keep a ModelUnavailable to answer with."""
+    started = time.perf_counter()
+    settings: Settings | None = None
+    try:
+        settings = Settings.from_env(environ)
+        location = locate_model(settings)
+        engine = CrossEncoder.load(location.directory, engine_options(settings))
+    except Exception as exc:  # noqa: BLE001 - any init failure becomes a clean ModelUnavailable
+        return _failed(exc, environ, settings, clock)
+    seconds = time.perf_counter() - started
+    logger.info(
+        "model loaded",
+        extra={
+            "model": engine.name,
+            "model_source": location.source,
+            "archive_sha256": location.archive_sha256,
+            "onnx_sha256": engine.sha256,
+            "onnx_bytes": engine.onnx_bytes,
+            "quantized": engine.quantized,
+            "schedule": engine.schedule,
+            "locate_seconds": round(location.seconds, 4),
+            "load_seconds": round(seconds, 4),
+            "bytes_downloaded": location.bytes_downloaded,
+            "download_attempts": location.download_attempts,
+        },
+    )
+    return Ready(
+        settings=settings,
+        engine=engine,
+        location=location,
+        load_seconds=seconds,
+        scorer=Scorer.from_settings(engine, settings, clock),
+        authenticator=build_authenticator(settings),
+    )
+
+
+def build_authenticator(settings: Settings) -> BearerAuthenticator | None:
+    """AUTH_MODE=bearer: tokens from the SSM parameter (read on the first request, then cached)."""
+    if settings.auth_mode != "bearer" or settings.auth_tokens_parameter is None:
+        return None
+    return BearerAuthenticator(
+        settings.auth_tokens_parameter, max_age_seconds=settings.auth_tokens_max_age_seconds
+    )
+
+
+def _failed(
+    exc: Exception, environ: Mapping[str, str] | None, settings: Settings | None, clock: Clock
+) -> Failed:
+    kind = type(exc).__name__
+    if isinstance(exc, RerankerError):
+        logger.error("model unavailable: %s", exc.public_message, extra={"error_type": kind})
+    else:
+        logger.exception("model unavailable: unexpected %s while loading", kind, extra={"error_type": kind})
+    failure = ModelUnavailable(
+        f"the model is not available ({kind}); the function's init log has the details"
+    )
+    env = os.environ if environ is None else environ
+    if env.get(INITIALIZATION_TYPE) == "snap-start":
+        # Fail the version publish: a snapshot of a broken init would answer 503 in every restored copy.
+        raise failure from exc
+    return Failed(
+        failure=failure,
+        retryable=isinstance(exc, ModelDownloadFailed),
+        failed_at=clock(),
+        retry_after_seconds=(settings or Settings()).model_load_retry_seconds,
+    )
+
+
+def engine_options(settings: Settings) -> EngineOptions:
+    return EngineOptions(
+        max_length=settings.engine_max_length,
+        schedule=settings.engine_schedule,
+        batch_size=settings.engine_batch_size,
+        intra_op_threads=settings.ort_intra_op_threads,
+        parallel_runs=settings.engine_parallel_runs,
+        long_documents=settings.long_documents,
+        window_max_per_passage=settings.window_max_per_passage,
+        window_overlap_tokens=settings.window_overlap_tokens,
+    )
+
+
+class ModuleState:
+    """The one runtime of this execution environment, how to rebuild it, and the load metric still owed."""
+
+    def __init__(self) -> None:
+        self.runtime: Runtime = Failed(ModelUnavailable("the model has not been loaded yet"))
+        self.environ: Mapping[str, str] | None = None
+        self.clock: Clock = time.monotonic
+        self.load_metric_pending = False
+
+    def install(self, runtime: Runtime) -> Runtime:
+        self.runtime = runtime
+        self.load_metric_pending = isinstance(runtime, Ready)
+        return runtime
+
+
+STATE = ModuleState()
+
+
+def initialize(environ: Mapping[str, str] | None = None, clock: Clock = time.monotonic) -> None:
+    """Build the runtime: settings, model, cache, auth. app.py calls it at import (the Lambda init phase)."""
+    STATE.environ, STATE.clock = environ, clock
+    STATE.install(load(environ, clock))
+
+
+def reset(environ: Mapping[str, str] | None = None, clock: Clock = time.monotonic) -> None:
+    """Test hook (like Powertools' reset helpers): rebuild the module state from ``environ``."""
+    obs.reset()
+    initialize(environ, clock)
+
+
+def ready() -> Ready:
+    """The loaded model, or ModelUnavailable (after one more try if the init failure was transient)."""
+    runtime = STATE.runtime
+    if (
+        isinstance(runtime, Failed)
+        and runtime.retryable
+        and STATE.clock() - runtime.failed_at >= runtime.retry_after_seconds
+    ):
+        logger.info("retrying the model load after a transient failure")
+        runtime = STATE.install(load(STATE.environ, STATE.clock))
+    if isinstance(runtime, Failed):
+        raise ModelUnavailable(runtime.failure.public_message)  # a fresh error per request
+    return runtime
+
+
+def authenticate(headers: Mapping[str, str]) -> None:
+    """Raise Unauthorized unless the request carries an accepted bearer token (a no-op with AUTH_MODE=none)."""
+    runtime = STATE.runtime
+    if isinstance(runtime, Ready) and runtime.authenticator is not None:
+        runtime.authenticator.authenticate(headers)
+
+
+def take_load_seconds() -> float | None:
+    """The init's model load time, once: EMF is flushed per invocation, so it rides on the first one."""
+    runtime = STATE.runtime
+    if not STATE.load_metric_pending or not isinstance(runtime, Ready):
+        return None
+    STATE.load_metric_pending = False
+    return runtime.load_seconds
