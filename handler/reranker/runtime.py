@@ -55,7 +55,7 @@ def load(environ: Mapping[str, str] | None = None, clock: Clock = time.monotonic
     try:
         settings = Settings.from_env(environ)
         location = locate_model(settings)
-        engine = CrossEncoder.load(location.directory, engine_options(settings))
+        engine = CrossEncoder.load(location.directory, EngineOptions.from_settings(settings))
     except Exception as exc:  # noqa: BLE001 - any init failure becomes a clean ModelUnavailable
         return _failed(exc, environ, settings, clock)
     seconds = time.perf_counter() - started
@@ -114,19 +114,6 @@ def _failed(
         retryable=isinstance(exc, ModelDownloadFailed),
         failed_at=clock(),
         retry_after_seconds=(settings or Settings()).model_load_retry_seconds,
-    )
-
-
-def engine_options(settings: Settings) -> EngineOptions:
-    return EngineOptions(
-        max_length=settings.engine_max_length,
-        schedule=settings.engine_schedule,
-        batch_size=settings.engine_batch_size,
-        intra_op_threads=settings.ort_intra_op_threads,
-        parallel_runs=settings.engine_parallel_runs,
-        long_documents=settings.long_documents,
-        window_max_per_passage=settings.window_max_per_passage,
-        window_overlap_tokens=settings.window_overlap_tokens,
     )
 
 

@@ -12,11 +12,6 @@ REPO = Path(__file__).resolve().parents[2]
 PAGES = sorted([REPO / "README.md", *(REPO / "docs").glob("*.md")])
 README_MAX_LINES = 200
 
-# Pages other branches add (architecture, configuration, sam local, arm64 correctness). Until they are merged a link
-# to them is allowed to dangle; once they exist they are checked like every other page. The coordinator drops this
-# allowance after the merges.
-EXPECTED_FROM_OTHER_BRANCHES = frozenset({"docs/architecture.md"})
-
 _FENCE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
 _INLINE_CODE = re.compile(r"`[^`\n]*`")
 _LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
@@ -87,8 +82,7 @@ def test_every_relative_link_resolves(page: Path) -> None:
             destination.relative_to(REPO).as_posix() if destination.is_relative_to(REPO) else str(destination)
         )
         if not destination.exists():
-            if name not in EXPECTED_FROM_OTHER_BRANCHES:
-                broken.append(f"{target}: {name} does not exist")
+            broken.append(f"{target}: {name} does not exist")
             continue
         if fragment and destination.suffix == ".md" and unquote(fragment) not in anchors(destination):
             broken.append(f"{target}: no heading #{fragment} in {name}")

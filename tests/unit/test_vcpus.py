@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -146,19 +147,18 @@ def test_the_engine_options_follow_the_settings() -> None:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="service.engine_options does not pass ORT_ALLOW_SPINNING and ENGINE_TAIL_INTRA_OP_THREADS yet: "
-    "it is to return EngineOptions.from_settings(settings) (service.py is being rewritten elsewhere)",
-)
-def test_the_service_builds_its_engine_options_from_every_engine_setting() -> None:
-    from reranker import service
+def test_the_runtime_builds_its_engine_from_every_engine_setting(model_dir: Path) -> None:
+    from reranker import runtime
 
-    settings = Settings.from_env(
-        {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024", "ENGINE_TAIL_INTRA_OP_THREADS": "2"}
-    )
-    assert service.engine_options(settings) == EngineOptions.from_settings(settings)
+    environ = {
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
+        "ENGINE_TAIL_INTRA_OP_THREADS": "2",
+        "MODEL_DIR": str(model_dir),
+    }
+    loaded = runtime.load(environ)
+    assert isinstance(loaded, runtime.Ready)
+    assert loaded.engine.options == EngineOptions.from_settings(Settings.from_env(environ))
+    assert loaded.engine.options.allow_spinning is False
 
 
 # --- the benchmark's CPU quota (bench/cpu_quota.py) -----------------------------------------------------------
