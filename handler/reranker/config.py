@@ -229,32 +229,42 @@ class Settings:
         env = os.environ if environ is None else environ
         reader = EnvironmentReader(env)
         memory_mb = reader.integer(LAMBDA_MEMORY_SIZE, 0, minimum=0)
-        # Small per-pair runs gain nothing from intra-op threads (measured: slower); each vCPU instead runs
-        # its own pair, so the parallelism follows the vCPUs Lambda grants for the memory size.
-        derived_defaults = {
-            "engine_parallel_runs": lambda_vcpus(memory_mb)
-            if memory_mb
-            else min(MAX_LAMBDA_VCPUS, os.cpu_count() or 1),
-            "ort_allow_spinning": not 0 < memory_mb < ONE_VCPU_MEMORY_MB,
-        }
+        defaults = derived_defaults(memory_mb)
         values: dict[str, Any] = {
-            item.name: item.read(reader, derived_defaults.get(item.name, item.default))
-            for item in DECLARED_SETTINGS
+            item.name: item.read(reader, defaults.get(item.name, item.default)) for item in DECLARED_SETTINGS
         }
         settings = cls(**values)
-        problems = list(reader.problems)
-        if settings.model_s3_uri is not None:
-            if not settings.model_s3_uri.startswith("s3://") or "/" not in settings.model_s3_uri[5:]:
-                problems.append(f"{MODEL_S3_URI} must look like s3://bucket/key.zip")
-            if settings.model_sha256 is None:
-                problems.append(f"{MODEL_SHA256} is required with {MODEL_S3_URI}")
-        if settings.model_sha256 is not None and not _is_sha256(settings.model_sha256):
-            problems.append(f"{MODEL_SHA256} must be 64 hexadecimal characters")
-        if settings.auth_mode == "bearer" and settings.auth_tokens_parameter is None:
-            problems.append(f"{AUTH_TOKENS_PARAMETER} is required with {AUTH_MODE}=bearer")
+        problems = [*reader.problems, *_inconsistencies(settings)]
         if problems:
             raise SettingsError("invalid settings: " + "; ".join(problems))
         return settings
+
+
+def derived_defaults(memory_mb: int) -> dict[str, Any]:
+    """Defaults that follow the memory size (0 off Lambda), by attribute name."""
+    # Small per-pair runs gain nothing from intra-op threads (measured: slower); each vCPU instead runs
+    # its own pair, so the parallelism follows the vCPUs Lambda grants for the memory size.
+    return {
+        "engine_parallel_runs": lambda_vcpus(memory_mb)
+        if memory_mb
+        else min(MAX_LAMBDA_VCPUS, os.cpu_count() or 1),
+        "ort_allow_spinning": not 0 < memory_mb < ONE_VCPU_MEMORY_MB,
+    }
+
+
+def _inconsistencies(settings: Settings) -> list[str]:
+    """What is wrong between settings that are each valid alone."""
+    problems = []
+    if settings.model_s3_uri is not None:
+        if not settings.model_s3_uri.startswith("s3://") or "/" not in settings.model_s3_uri[5:]:
+            problems.append(f"{MODEL_S3_URI} must look like s3://bucket/key.zip")
+        if settings.model_sha256 is None:
+            problems.append(f"{MODEL_SHA256} is required with {MODEL_S3_URI}")
+    if settings.model_sha256 is not None and not _is_sha256(settings.model_sha256):
+        problems.append(f"{MODEL_SHA256} must be 64 hexadecimal characters")
+    if settings.auth_mode == "bearer" and settings.auth_tokens_parameter is None:
+        problems.append(f"{AUTH_TOKENS_PARAMETER} is required with {AUTH_MODE}=bearer")
+    return problems
 
 
 def lambda_vcpus(memory_mb: int) -> int:
