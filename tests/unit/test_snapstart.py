@@ -13,7 +13,7 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -69,6 +69,14 @@ with open(sys.argv[1], "w", encoding="utf-8") as out:
 """
 
 
+@pytest.fixture
+def reset_afterwards(configure: Callable[..., ModuleType]) -> Iterator[None]:
+    """Leave the shared app as other tests expect it: reset with the default environment."""
+    yield
+    configure(force=True)
+
+
+@pytest.mark.usefixtures("reset_afterwards")
 def test_answers_after_a_restore_equal_answers_without_snapstart(
     configure: Callable[..., ModuleType], model_dir: Path, tmp_path: Path
 ) -> None:
@@ -115,6 +123,7 @@ def test_answers_after_a_restore_equal_answers_without_snapstart(
     assert '"cached": 5' in expected[-1]  # the repeated request was answered from the cache, in both
 
 
+@pytest.mark.usefixtures("reset_afterwards")
 def test_the_warm_up_scores_nothing_for_a_caller(configure: Callable[..., ModuleType]) -> None:
     configure(force=True, SCORE_CACHE_MB=CACHE_MB)
     metrics.clear_metrics()
@@ -143,6 +152,7 @@ def test_two_restores_of_one_snapshot_draw_different_random_numbers() -> None:
     assert first[1] != second[1]
 
 
+@pytest.mark.usefixtures("reset_afterwards")
 def test_the_bearer_authenticator_is_made_anew_after_restore(
     configure: Callable[..., ModuleType],
 ) -> None:
@@ -163,6 +173,7 @@ def test_the_bearer_authenticator_is_made_anew_after_restore(
     assert "ssm" not in DEFAULT_PROVIDERS
 
 
+@pytest.mark.usefixtures("reset_afterwards")
 def test_the_load_metric_is_not_emitted_after_a_restore(
     configure: Callable[..., ModuleType], output: Callable[[], tuple[str, list[dict[str, Any]]]]
 ) -> None:
@@ -178,6 +189,7 @@ def test_the_load_metric_is_not_emitted_after_a_restore(
         assert ("ModelLoadTime" in emf(lines)) is not restored
 
 
+@pytest.mark.usefixtures("reset_afterwards")
 def test_a_score_cache_that_holds_anything_is_emptied_after_restore(
     configure: Callable[..., ModuleType],
 ) -> None:
@@ -197,8 +209,58 @@ def test_the_hooks_are_registered_once(app_module: ModuleType) -> None:
     assert [hook for hook, _, _ in get_after_restore()].count(snapstart.after_restore) == 1
 
 
-@pytest.fixture(autouse=True)
-def _fresh_runtime_after(configure: Callable[..., ModuleType]) -> Any:
-    """Leave the shared app as other tests expect it: reset with the default environment."""
-    yield
-    configure(force=True)
+# --- the template: SnapStart where Lambda allows it, refused where Lambda refuses it --------------------------
+
+
+def _evaluate(node: Any, parameters: dict[str, str], conditions: dict[str, Any]) -> Any:
+    """The few intrinsic functions the SnapStart rule and condition use; parameter values are strings."""
+    if isinstance(node, dict) and len(node) == 1:
+        ((name, value),) = node.items()
+        if name == "Ref":
+            return parameters[value]
+        if name == "Condition":
+            return _evaluate(conditions[value], parameters, conditions)
+        arguments = [_evaluate(item, parameters, conditions) for item in value]
+        if name == "Fn::Equals":
+            return str(arguments[0]) == str(arguments[1])
+        if name == "Fn::Not":
+            return not arguments[0]
+        if name == "Fn::And":
+            return all(arguments)
+        raise AssertionError(f"unexpected intrinsic {name}")
+    return node
+
+
+@pytest.mark.parametrize("snapstart_on", ["true", "false"])
+@pytest.mark.parametrize("provisioned", ["0", "1", "5"])
+@pytest.mark.parametrize("ephemeral_mb", ["512", "1024", "10240"])
+def test_the_template_refuses_what_lambda_refuses_with_snapstart(
+    snapstart_on: str, provisioned: str, ephemeral_mb: str
+) -> None:
+    from cfnlint.decode import decode_str
+
+    template, problems = decode_str((REPO / "template.yaml").read_text(encoding="utf-8"))
+    assert not problems and template is not None
+    parameters = {
+        "SnapStart": snapstart_on,
+        "ProvisionedConcurrency": provisioned,
+        "EphemeralStorageMB": ephemeral_mb,
+    }
+    conditions = template["Conditions"]
+    rule = template["Rules"]["SnapStartCompatibility"]
+    applies = _evaluate(rule["RuleCondition"], parameters, conditions)
+    accepted = not applies or all(
+        _evaluate(assertion["Assert"], parameters, conditions) for assertion in rule["Assertions"]
+    )
+    lambda_allows = snapstart_on == "false" or (provisioned == "0" and ephemeral_mb == "512")
+    assert accepted == lambda_allows
+    snapstart_applied = _evaluate(conditions["SnapStartOn"], parameters, conditions)
+    assert snapstart_applied == (snapstart_on == "true" and lambda_allows)
+
+    function = template["Resources"]["RerankFunction"]["Properties"]
+    runtime_version = tuple(int(part) for part in function["Runtime"].removeprefix("python").split("."))
+    assert runtime_version >= (3, 12)  # SnapStart for Python starts at python3.12
+    assert function["AutoPublishAlias"]  # SnapStart applies to published versions only
+    assert function["SnapStart"] == {"ApplyOn": {"Fn::If": ["SnapStartOn", "PublishedVersions", "None"]}}
+    # Lambda refuses SnapStart with EFS and with container images: the function has neither.
+    assert "FileSystemConfigs" not in function and function.get("PackageType", "Zip") == "Zip"
