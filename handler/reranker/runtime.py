@@ -186,15 +186,17 @@ def take_load_seconds() -> float | None:
 def warm_up() -> float | None:
     """One inference of a fixed tiny pair straight through the engine, so a snapshot holds a run model.
 
-    Not through the Scorer: nothing enters the score cache, no tally, no metric; one copy of the pair per
-    parallel run, so every worker thread and the tail session (if any) have run once. None if not Ready.
+    Not through the Scorer: nothing enters the score cache, no tally, no metric. One batch of copies of the
+    pair per parallel run: the first batch runs on the main session, the others in the tail (on the tail
+    session, if there is one), so both have run once. None if not Ready.
     """
     runtime = STATE.runtime
     if not isinstance(runtime, Ready):
         return None
+    engine = runtime.engine
     started = time.perf_counter()
-    passages = [WARM_UP_PASSAGE] * max(1, runtime.engine.options.parallel_runs)
-    runtime.engine.score(WARM_UP_QUERY, passages)
+    per_batch = engine.options.batch_size if engine.schedule == "sorted_batches" else 1
+    engine.score(WARM_UP_QUERY, [WARM_UP_PASSAGE] * (max(1, engine.options.parallel_runs) * per_batch))
     STATE.warm_up_seconds = time.perf_counter() - started
     logger.info("warm-up inference done", extra={"warm_up_seconds": round(STATE.warm_up_seconds, 4)})
     return STATE.warm_up_seconds
