@@ -10,8 +10,9 @@ serving) no hook ever runs.
   request of every restored environment does not pay the first run's one-time costs. It bypasses the score
   cache and the metrics: nothing is scored for a caller before it, and it leaves no trace either.
 - After restore: the random state is reseeded (every copy would otherwise draw the same numbers), the bearer
-  authenticator's SSM client and token cache are made anew (and Powertools' shared parameter providers dropped), the load metric is not emitted (the load ran at
-  publish time), and the score cache is emptied if it holds anything (runtime.renew_after_restore).
+  authenticator's SSM client and token cache are made anew and Powertools' shared parameter providers dropped,
+  the load metric is not emitted (the load ran at publish time), and the score cache is emptied if it holds
+  anything (runtime.renew_after_restore).
 
 ``snapshot_restore_py`` ships in Lambda's python runtime (/var/runtime) and with awslambdaric, so it is not
 packaged; where it is missing nothing can take a snapshot, and registering does nothing.
