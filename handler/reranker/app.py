@@ -6,7 +6,7 @@ import os
 import time
 from typing import Any
 
-from reranker import adapters, runtime
+from reranker import adapters, runtime, snapstart
 from reranker import observability as obs
 from reranker.adapters import DirectRequest, HttpRequest
 from reranker.api import DIRECT, ROUTER
@@ -18,6 +18,7 @@ from reranker.service import VERSION, health
 __all__ = ["STATE", "VERSION", "health", "lambda_handler", "reset"]
 
 runtime.initialize()  # the model is in memory before the first request (and in a SnapStart snapshot)
+snapstart.register_hooks()  # SnapStart: a warm-up run before the snapshot, fresh state after each restore
 
 
 @tracing.capture_handler

@@ -70,7 +70,7 @@ class OnnxRunner:
         self._pad_id = pad_id
         self._batch_size = batch_size
         self._parallel_runs = parallel_runs
-        # Threads start on first use, so a SnapStart snapshot of init holds none.
+        # Threads start on first use: init starts none (SnapStart's warm-up may; a snapshot restores them).
         self._pool = (
             ThreadPoolExecutor(parallel_runs, thread_name_prefix="onnx-run") if parallel_runs > 1 else None
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from reranker import observability as obs
 from reranker.auth import BearerAuthenticator
@@ -21,6 +21,9 @@ from reranker.observability import logger
 from reranker.scoring import Clock, Scorer
 
 INITIALIZATION_TYPE = "AWS_LAMBDA_INITIALIZATION_TYPE"
+# The warm-up's fixed pair (snapstart.py): tiny, so it costs one short model run, and never a caller's text.
+WARM_UP_QUERY = "warm-up query"
+WARM_UP_PASSAGE = "a fixed passage scored once before the SnapStart snapshot"
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ class ModuleState:
         self.environ: Mapping[str, str] | None = None
         self.clock: Clock = time.monotonic
         self.load_metric_pending = False
+        self.warm_up_seconds: float | None = None  # set by warm_up(): the SnapStart before-snapshot hook
 
     def install(self, runtime: Runtime) -> Runtime:
         self.runtime = runtime
@@ -138,6 +142,7 @@ STATE = ModuleState()
 def initialize(environ: Mapping[str, str] | None = None, clock: Clock = time.monotonic) -> None:
     """Build the runtime: settings, model, cache, auth. app.py calls it at import (the Lambda init phase)."""
     STATE.environ, STATE.clock = environ, clock
+    STATE.warm_up_seconds = None
     STATE.install(load(environ, clock))
 
 
@@ -176,3 +181,40 @@ def take_load_seconds() -> float | None:
         return None
     STATE.load_metric_pending = False
     return runtime.load_seconds
+
+
+def warm_up() -> float | None:
+    """One inference of a fixed tiny pair straight through the engine, so a snapshot holds a run model.
+
+    Not through the Scorer: nothing enters the score cache, no tally, no metric. One batch of copies of the
+    pair per parallel run: the first batch runs on the main session, the others in the tail (on the tail
+    session, if there is one), so both have run once. None if not Ready.
+    """
+    runtime = STATE.runtime
+    if not isinstance(runtime, Ready):
+        return None
+    engine = runtime.engine
+    started = time.perf_counter()
+    per_batch = engine.options.batch_size if engine.schedule == "sorted_batches" else 1
+    engine.score(WARM_UP_QUERY, [WARM_UP_PASSAGE] * (max(1, engine.options.parallel_runs) * per_batch))
+    STATE.warm_up_seconds = time.perf_counter() - started
+    logger.info("warm-up inference done", extra={"warm_up_seconds": round(STATE.warm_up_seconds, 4)})
+    return STATE.warm_up_seconds
+
+
+def renew_after_restore() -> None:
+    """What a restored copy of the snapshot must not share with the others (snapstart.py's after-restore hook).
+
+    The load metric belongs to the environment that loaded the model at publish time, not to each restore; the
+    bearer authenticator (and its SSM client and token cache) is made anew; the score cache, which holds
+    nothing unless something was scored before the snapshot, is emptied if it holds anything.
+    """
+    STATE.load_metric_pending = False
+    runtime = STATE.runtime
+    if not isinstance(runtime, Ready):
+        return
+    if runtime.authenticator is not None:
+        STATE.runtime = replace(runtime, authenticator=build_authenticator(runtime.settings))
+    cache = runtime.scorer.cache
+    if len(cache) or cache.hits or cache.misses:  # clear() touches every page of the table: only when needed
+        cache.clear()
