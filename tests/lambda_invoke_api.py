@@ -55,7 +55,7 @@ def invoke_api(functions: Mapping[str, Handler], *, timeout_ms: int = 30_000) ->
             headers = {"X-Amz-Executed-Version": "$LATEST"}
             try:
                 event = json.loads(payload or b"{}")
-                answer = handler(event, LocalContext(timeout_ms=timeout_ms, function_name=name))
+                answer = handler(event, _context(name, timeout_ms))
             except InvokeApiError as exc:
                 body = {"Type": "User", "message": exc.message}
                 self._send(exc.status, body, {"x-amzn-ErrorType": exc.code})
@@ -80,3 +80,12 @@ def invoke_api(functions: Mapping[str, Handler], *, timeout_ms: int = 30_000) ->
             self.wfile.write(data)
 
     return InvokeApi
+
+
+def _context(name: str, timeout_ms: int) -> LocalContext:
+    """The context of an invoke by name or by (qualified) ARN: the invoked ARN is the one the caller used."""
+    if not name.startswith("arn:"):
+        return LocalContext(timeout_ms=timeout_ms, function_name=name)
+    context = LocalContext(timeout_ms=timeout_ms, function_name=name.split(":")[6])
+    context.invoked_function_arn = name
+    return context
