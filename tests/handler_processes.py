@@ -17,12 +17,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tests.lambda_invoke_api import THROTTLED, InvokeApiError
 from tests.models import REPO
 
+PIN_VARIABLE = "HANDLER_PROCESS_CORES"  # the process pins itself there before it imports anything heavy
 ANSWER_PREFIX = "@@invoke-answer@@ "  # stdout also carries the handler's JSON logs and EMF lines
 
 
@@ -37,8 +38,9 @@ class FunctionError(Exception):
 class HandlerProcess:
     """One execution environment: started on its first invoke, then warm."""
 
-    def __init__(self, environment: Mapping[str, str]) -> None:
+    def __init__(self, environment: Mapping[str, str], cores: Sequence[int] | None = None) -> None:
         self.environment = dict(environment)
+        self.cores = list(cores) if cores is not None else None  # pinned there (benchmarks), else anywhere
         self.process: subprocess.Popen[str] | None = None
         self.invokes = 0
 
@@ -47,7 +49,12 @@ class HandlerProcess:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "tests.handler_processes"],
                 cwd=REPO,
-                env={**os.environ, "PYTHONPATH": f"{REPO / 'handler'}{os.pathsep}{REPO}", **self.environment},
+                env={
+                    **os.environ,
+                    "PYTHONPATH": f"{REPO / 'handler'}{os.pathsep}{REPO}",
+                    **self.environment,
+                    **({PIN_VARIABLE: ",".join(map(str, self.cores))} if self.cores else {}),
+                },
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
@@ -76,8 +83,17 @@ class HandlerProcess:
 class HandlerProcesses:
     """A function of the Invoke stand-in backed by ``size`` handler processes (its reserved concurrency)."""
 
-    def __init__(self, environment: Mapping[str, str], size: int = 1, *, delay_seconds: float = 0.0) -> None:
-        self.idle = [HandlerProcess(environment) for _ in range(size)]
+    def __init__(
+        self,
+        environment: Mapping[str, str],
+        size: int = 1,
+        *,
+        delay_seconds: float = 0.0,
+        cores: Sequence[Sequence[int]] | None = None,
+    ) -> None:
+        """``cores``: per process, the cores it is pinned to (the first process is taken first)."""
+        pins: list[Sequence[int] | None] = list(cores) if cores is not None else [None] * size
+        self.idle = [HandlerProcess(environment, pin) for pin in reversed(pins[:size])]
         self.all = list(self.idle)
         self.delay_seconds = delay_seconds
         self.throttles = 0
@@ -107,6 +123,8 @@ class HandlerProcesses:
 
 def main() -> None:
     """The process side: import the handler (init), then answer one JSON request per line."""
+    if os.environ.get(PIN_VARIABLE):
+        os.sched_setaffinity(0, [int(core) for core in os.environ[PIN_VARIABLE].split(",")])
     from reranker import app
     from tools.invoke import LocalContext
 
