@@ -233,8 +233,15 @@ class CallScoring:
         self, request: schemas.RerankRequest, *, with_logits: bool
     ) -> tuple[list[float | None], list[float | None] | None]:
         scored = self.scorer.score(
-            request, self.stop_check(), self.tally, with_logits=with_logits, may_fall_back=False
+            request,
+            self.stop_check(),
+            self.tally,
+            with_logits=with_logits,
+            may_fall_back=False,
+            splitter=self.splitter,
         )
+        if self.splitter is not None:
+            self.splitter.take_usage()  # answers without a usage block (TEI) report the fan-out in metrics only
         return scored.report.scores, scored.report.logits
 
     def whole_pair_lengths(self, query: str, texts: Sequence[str]) -> list[int]:

@@ -8,6 +8,7 @@ becomes of the workers: answered, cold, throttled, failed or too slow.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
@@ -107,11 +108,14 @@ def test_fanned_out_answer_equals_the_unsplit_one_for_every_family(
 
 
 def test_throttled_worker_shard_is_scored_locally(
-    configure: Callable[..., ModuleType], workers: Callable[..., HandlerProcesses]
+    configure: Callable[..., ModuleType],
+    workers: Callable[..., HandlerProcesses],
+    output: Callable[[], tuple[str, list[dict[str, Any]]]],
 ) -> None:
     body = request()
     expected = invoke(configure(), body)
     pool = workers(FANOUT_ENV, size=1)  # reserved concurrency 1: the second concurrent invoke is throttled
+    output()
 
     answer = invoke(configure(**FANOUT_ENV), body)
 
@@ -119,6 +123,10 @@ def test_throttled_worker_shard_is_scored_locally(
     assert pool.throttles == 1
     assert answer["usage"]["fanout"]["worker_errors"] == 1
     assert answer["usage"]["fanout"]["local_fallbacks"] == 1
+    metrics = next(line for line in output()[1] if "FanoutShards" in line)
+    counts = [metrics[name] for name in ("FanoutShards", "FanoutWorkerErrors", "FanoutThrottles")]
+    assert counts == [[3.0], [1.0], [1.0]]
+    assert metrics["FanoutLocalFallbacks"] == [1.0]
 
 
 def test_failing_worker_is_never_the_callers_error(
@@ -183,15 +191,47 @@ def test_a_marked_shard_is_never_split_and_http_callers_cannot_mark(
     assert "fanout" not in answer["usage"]
     assert pool.invokes == 0
 
-    event = {
-        "version": "2.0",
-        "routeKey": "POST /rerank",
-        "rawPath": "/rerank",
-        "headers": {"content-type": "application/json"},
-        "requestContext": {"http": {"method": "POST", "path": "/rerank"}},
-        "body": '{"query": "q", "passages": ["a", "b"], "fanout_shard": true}',
-        "isBase64Encoded": False,
-    }
-    response = invoke(app, event)
+    response = invoke(
+        app, http_event("/rerank", '{"query": "q", "passages": ["a", "b"], "fanout_shard": true}')
+    )
     assert response["statusCode"] == 400
     assert "fanout_shard" in response["body"]
+
+
+def test_batches_window_mode_and_tei_fan_out_exactly(
+    configure: Callable[..., ModuleType], workers: Callable[..., HandlerProcesses]
+) -> None:
+    # Given a batch whose first item scores long passages in window mode, and a TEI body
+    long_text = " ".join(["zeppelin harbour meadow lantern"] * 60)
+    windowed = {**request(6), "long_documents": "window"}
+    windowed["passages"] = [{"id": f"w{index}", "text": long_text[: 200 + 150 * index]} for index in range(6)]
+    batch = {"requests": [windowed, request()]}
+    tei_body = {"query": "zeppelin", "texts": [passage["text"] for passage in request()["passages"]]}
+    tei = http_event("/rerank", json.dumps(tei_body))
+    small = {"ENGINE_MAX_LENGTH": "64"}
+    app = configure(**small)
+    expected_batch, expected_tei = invoke(app, batch), invoke(app, tei)
+    pool = workers({**FANOUT_ENV, **small})
+
+    # When both are fanned out
+    app = configure(**FANOUT_ENV, **small)
+    answer_batch, answer_tei = invoke(app, batch), invoke(app, tei)
+
+    # Then every item, and the TEI answer, is the unsplit one
+    assert [without_fanout_usage(item) for item in answer_batch["responses"]] == expected_batch["responses"]
+    assert all(item["usage"]["fanout"]["shards"] == 3 for item in answer_batch["responses"])
+    assert expected_batch["responses"][0]["usage"]["windows"] > 6  # window mode did run several windows
+    assert answer_tei == expected_tei
+    assert pool.invokes == 6
+
+
+def http_event(path: str, body: str) -> dict[str, Any]:
+    return {
+        "version": "2.0",
+        "routeKey": f"POST {path}",
+        "rawPath": path,
+        "headers": {"content-type": "application/json"},
+        "requestContext": {"http": {"method": "POST", "path": path}},
+        "body": body,
+        "isBase64Encoded": False,
+    }
