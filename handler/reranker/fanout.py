@@ -322,3 +322,8 @@ def for_call(settings: Settings, context: Any, clock: Clock = time.monotonic) ->
         )
         _shared[:] = [FanOut(settings, invoker, clock)]
     return CallFanOut(_shared[0], function_arn, context)
+
+
+def reset() -> None:
+    """Forget this environment's FanOut and its botocore clients (tests; after a SnapStart restore)."""
+    _shared.clear()
