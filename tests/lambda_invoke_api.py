@@ -2,8 +2,9 @@
 
 ``POST /2015-03-31/functions/{name}/invocations`` runs the handler of that name with a fresh context; a raised
 error becomes what Lambda sends for an unhandled one (200, ``X-Amz-Function-Error: Unhandled``, ``errorType`` =
-the class name); an unknown name gets Lambda's 404 ``ResourceNotFoundException``. Point boto3 at it with
-``AWS_ENDPOINT_URL_LAMBDA`` (or ``endpoint_url=``).
+the class name); an unknown name gets Lambda's 404 ``ResourceNotFoundException``; a handler that raises
+``InvokeApiError`` gets that API error instead (429 ``TooManyRequestsException``: a throttle). Point boto3 at it
+with ``AWS_ENDPOINT_URL_LAMBDA`` (or ``endpoint_url=``). tests/handler_processes.py serves real handler processes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,17 @@ from tools.invoke import LocalContext
 
 type Handler = Callable[[Any, Any], Any]
 _INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
+
+
+class InvokeApiError(Exception):
+    """An error of the Invoke API itself (not of the function): its HTTP status and error code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+THROTTLED = (429, "TooManyRequestsException", "Rate Exceeded.")
 
 
 def invoke_api(functions: Mapping[str, Handler], *, timeout_ms: int = 30_000) -> type[BaseHTTPRequestHandler]:
@@ -43,12 +55,18 @@ def invoke_api(functions: Mapping[str, Handler], *, timeout_ms: int = 30_000) ->
             headers = {"X-Amz-Executed-Version": "$LATEST"}
             try:
                 event = json.loads(payload or b"{}")
-                answer = handler(event, LocalContext(timeout_ms=timeout_ms, function_name=name))
+                answer = handler(event, _context(name, timeout_ms))
+            except InvokeApiError as exc:
+                body = {"Type": "User", "message": exc.message}
+                self._send(exc.status, body, {"x-amzn-ErrorType": exc.code})
+                return
             except Exception as exc:  # what Lambda reports for an error the function raised
-                error_type = getattr(exc, "error_type", type(exc).__name__)
-                message = getattr(exc, "public_message", str(exc))
+                error = {
+                    "errorType": getattr(exc, "error_type", type(exc).__name__),
+                    "errorMessage": getattr(exc, "public_message", str(exc)),
+                }
                 headers["X-Amz-Function-Error"] = "Unhandled"
-                answer = {"errorType": error_type, "errorMessage": message}
+                answer = error
             self._send(200, answer, headers)
 
         def _send(self, status: int, body: Any, headers: Mapping[str, str]) -> None:
@@ -62,3 +80,12 @@ def invoke_api(functions: Mapping[str, Handler], *, timeout_ms: int = 30_000) ->
             self.wfile.write(data)
 
     return InvokeApi
+
+
+def _context(name: str, timeout_ms: int) -> LocalContext:
+    """The context of an invoke by name or by (qualified) ARN: the invoked ARN is the one the caller used."""
+    if not name.startswith("arn:"):
+        return LocalContext(timeout_ms=timeout_ms, function_name=name)
+    context = LocalContext(timeout_ms=timeout_ms, function_name=name.split(":")[6])
+    context.invoked_function_arn = name
+    return context

@@ -201,6 +201,37 @@ class Settings:
     score_cache_mb: float = setting(
         "SCORE_CACHE_MB", 32.0, "warm score cache size (MiB); 0 = off", maximum=8192
     )
+    # Exact fan-out across invocations of this function (fanout.py, lambda_invoker.py).
+    fanout_max_workers: int = setting(
+        "FANOUT_MAX_WORKERS",
+        0,
+        "other invocations of this function (its own version or alias) a big request may be split across, "
+        "besides the one that received it; 0 = off",
+        minimum=0,
+        maximum=50,
+    )
+    fanout_target_ms: int = setting(
+        "FANOUT_TARGET_MS",
+        1000,
+        "a request whose estimated inference time (its tokens x FANOUT_TOKEN_COST_US) is above this is split "
+        "into shards of balanced token cost, each estimated near it",
+        minimum=10,
+    )
+    fanout_token_cost_us: float = setting(
+        "FANOUT_TOKEN_COST_US",
+        100.0,
+        "estimated inference time per model token (microseconds) for this model and memory size; measure it "
+        "with `python -m bench.fanout` (the default is a MiniLM-L-12-sized model on one vCPU)",
+        minimum=0.001,
+        maximum=100_000,
+    )
+    fanout_connect_timeout_seconds: float = setting(
+        "FANOUT_CONNECT_TIMEOUT_SECONDS",
+        1.0,
+        "connect timeout of a shard's invoke; an answer is awaited until the shard's slice of the deadline",
+        minimum=0.1,
+        maximum=30,
+    )
     # Bearer-token auth for Cohere-style clients.
     auth_mode: AuthMode = setting(
         AUTH_MODE,

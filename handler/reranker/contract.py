@@ -289,6 +289,12 @@ USAGE = Shape(
         _count("windows", "Model runs (one per passage; more in window mode)."),
         _count("cached", "Scores served from the warm cache (when the cache is on)."),
         _count("filtered", "Scored passages dropped by min_score (only when the request set min_score)."),
+        Field(
+            "fanout",
+            ("object",),
+            description="Only when the request was split across invocations (FANOUT_MAX_WORKERS): shards, "
+            "workers, worker_ms (the workers' invoke time, summed), worker_errors, local_fallbacks.",
+        ),
     ),
 )
 RERANK_RESPONSE = Shape(

@@ -33,6 +33,10 @@ SCORE_CACHE_MISSES = "ScoreCacheMisses"
 SCORE_CACHE_HIT_RATE = "ScoreCacheHitRate"  # percent of looked-up passages, per invocation
 BATCH_REQUESTS = "BatchRequests"  # requests in one {"requests"} / {"Items"} invocation
 BATCH_ITEM_ERRORS = "BatchItemErrors"  # items answered with an error in place
+FANOUT_SHARDS = "FanoutShards"  # shards of a fanned-out request, its own included
+FANOUT_WORKER_ERRORS = "FanoutWorkerErrors"  # shards a worker failed or did not answer in time
+FANOUT_THROTTLES = "FanoutThrottles"  # shard invokes Lambda throttled
+FANOUT_LOCAL_FALLBACKS = "FanoutLocalFallbacks"  # failed shards scored by the coordinator itself
 ERROR_TYPE_DIMENSION = "ErrorType"
 
 logger = Logger(service=SERVICE_NAME)

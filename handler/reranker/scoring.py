@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from reranker import schemas
 from reranker.config import LongDocuments, Settings
@@ -21,6 +21,20 @@ from reranker.token_budget import DocumentTrimmer
 
 type Clock = Callable[[], float]
 type StopCheck = Callable[[], bool]
+
+
+class Splitter(Protocol):
+    """Fan-out for one invocation (fanout.CallFanOut): a big request's scores from shards, or None."""
+
+    def split(
+        self,
+        scorer: Scorer,
+        request: schemas.RerankRequest,
+        mode: LongDocuments,
+        should_stop: StopCheck | None,
+    ) -> CachedScoreReport | None: ...
+
+    def take_usage(self) -> dict[str, Any] | None: ...
 
 
 class Scorer:
@@ -64,6 +78,7 @@ class Scorer:
         *,
         with_logits: bool = False,
         may_fall_back: bool = True,
+        splitter: Splitter | None = None,
     ) -> CachedScoreReport:
         """Scores (and raw logits when asked) for one request, with the deadline policy applied and tallied.
 
@@ -84,6 +99,8 @@ class Scorer:
                 if with_logits:
                     report = _score_with_logits(engine, request, mode, should_stop)
                     scored = CachedScoreReport(report=report, hits=0, lookup_seconds=0.0)
+                elif splitter is not None and (split := splitter.split(self, request, mode, should_stop)):
+                    scored = split
                 else:
                     scored = score_with_cache(
                         engine,
@@ -157,6 +174,7 @@ class CallScoring:
     scorer: Scorer
     context: Any  # the Lambda context (get_remaining_time_in_millis), or None outside Lambda
     tally: RerankTally
+    splitter: Splitter | None = None  # fan-out (FANOUT_MAX_WORKERS); None for a shard's own request
     _should_stop: StopCheck | None = field(default=None, init=False)
     _deadline_read: bool = field(default=False, init=False)
 
@@ -194,7 +212,7 @@ class CallScoring:
 
     def rank(self, request: schemas.RerankRequest) -> dict[str, Any]:
         scorer = self.scorer
-        scored = scorer.score(request, self.stop_check(), self.tally)
+        scored = scorer.score(request, self.stop_check(), self.tally, splitter=self.splitter)
         report = scored.report
         response = schemas.build_rerank_response(
             request,
@@ -205,6 +223,9 @@ class CallScoring:
             windows=report.windows,
             cached=scored.hits if scorer.cache_enabled else None,
         )
+        fanout = self.splitter.take_usage() if self.splitter is not None else None
+        if fanout is not None:
+            response["usage"]["fanout"] = fanout  # only when split: answers without fan-out are unchanged
         self.tally.returned += len(response["results"])
         return response
 
@@ -212,8 +233,15 @@ class CallScoring:
         self, request: schemas.RerankRequest, *, with_logits: bool
     ) -> tuple[list[float | None], list[float | None] | None]:
         scored = self.scorer.score(
-            request, self.stop_check(), self.tally, with_logits=with_logits, may_fall_back=False
+            request,
+            self.stop_check(),
+            self.tally,
+            with_logits=with_logits,
+            may_fall_back=False,
+            splitter=self.splitter,
         )
+        if self.splitter is not None:
+            self.splitter.take_usage()  # answers without a usage block (TEI) report the fan-out in metrics only
         return scored.report.scores, scored.report.logits
 
     def whole_pair_lengths(self, query: str, texts: Sequence[str]) -> list[int]:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from reranker import fanout
 from reranker.calls import Call
 from reranker.dialect import AnyDialect
 from reranker.observability import RerankTally
@@ -21,7 +23,13 @@ OPENAPI_DOCUMENT = Path(__file__).with_name("openapi.json")
 def rerank(dialect: AnyDialect, payload: object, call: Call) -> object:
     """Read the body in the caller's dialect, score it with the loaded model, answer in that dialect."""
     scorer = ready().scorer
-    scoring = CallScoring(scorer, call.context, RerankTally(cache_enabled=scorer.cache_enabled))
+    splitter = None
+    if call.shape == "direct" and isinstance(payload, Mapping) and payload.get(fanout.SHARD_MARKER) is True:
+        # A shard of a fanned-out request: scored here, never split again (on HTTP the field is refused).
+        payload = {key: value for key, value in payload.items() if key != fanout.SHARD_MARKER}
+    else:
+        splitter = fanout.for_call(scorer.settings, call.context, scorer.clock)
+    scoring = CallScoring(scorer, call.context, RerankTally(cache_enabled=scorer.cache_enabled), splitter)
     return dialect.answer(payload, scoring)
 
 
