@@ -25,7 +25,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from reranker import runtime
+from reranker import fanout, runtime
 
 type Hook = Callable[..., Any]
 
@@ -52,6 +52,7 @@ def after_restore() -> None:
     """Make this restored environment's state its own."""
     renew_random_state()
     forget_parameter_providers()
+    fanout.reset()  # its Lambda client, if a request made one before the snapshot
     runtime.renew_after_restore()
 
 
