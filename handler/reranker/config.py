@@ -41,14 +41,9 @@ class SettingsError(ModelNotConfigured):
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Every setting of the function: its environment variable, type, default, bounds and doc, in one place.
+class _ModelSource:
+    """Where the model comes from (model_store.py), in this order: model_dir, layer, S3."""
 
-    ``engine.EngineOptions`` and ``schemas.Limits`` take their defaults from here, and docs/configuration.md
-    is generated from it (``python -m tools.settings_table --write``).
-    """
-
-    # Where the model comes from (model_store.py), in this order: model_dir, layer, S3.
     model_dir: Path | None = setting(
         MODEL_DIR,
         None,
@@ -128,7 +123,12 @@ class Settings:
         "after an init that S3 failed, the soonest a request tries the load again",
         maximum=3600,
     )
-    # Inference (engine.py).
+
+
+@dataclass(frozen=True)
+class _Inference:
+    """Inference (engine.py)."""
+
     engine_schedule: Schedule = setting(
         "ENGINE_SCHEDULE",
         "auto",
@@ -163,7 +163,12 @@ class Settings:
         "request's tail; a second session, so the model's memory twice); 1 = off, the tail runs like the rest",
         maximum=64,
     )
-    # Request limits (schemas.py).
+
+
+@dataclass(frozen=True)
+class _Requests:
+    """Request limits (schemas.py), long documents, deadlines and the score cache."""
+
     max_passages: int = setting("MAX_PASSAGES", 1000, "passages per request (413 above)")
     max_passage_chars: int = setting(
         "MAX_PASSAGE_CHARS",
@@ -201,6 +206,18 @@ class Settings:
     score_cache_mb: float = setting(
         "SCORE_CACHE_MB", 32.0, "warm score cache size (MiB); 0 = off", maximum=8192
     )
+
+
+@dataclass(frozen=True)
+class Settings(_Requests, _Inference, _ModelSource):
+    """Every setting of the function: its environment variable, type, default, bounds and doc, in one place.
+
+    ``engine.EngineOptions`` and ``schemas.Limits`` take their defaults from here, and docs/configuration.md
+    is generated from it (``python -m tools.settings_table --write``). The sections are bases so that each stays
+    readable; a dataclass takes its bases' fields from the last base to the first, so the settings keep the order
+    in which they are read and documented: model source, inference, requests, then the ones declared here.
+    """
+
     # Exact fan-out across invocations of this function (fanout.py, lambda_invoker.py).
     fanout_max_workers: int = setting(
         "FANOUT_MAX_WORKERS",
