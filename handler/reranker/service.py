@@ -27,7 +27,7 @@ def rerank(dialect: AnyDialect, payload: object, call: Call) -> object:
     if call.shape == "direct" and isinstance(payload, Mapping) and payload.get(fanout.SHARD_MARKER) is True:
         # A shard of a fanned-out request: scored here, never split again (on HTTP the field is refused).
         payload = {key: value for key, value in payload.items() if key != fanout.SHARD_MARKER}
-    else:
+    elif scorer.settings.fanout_max_workers > 0:  # off by default: the request path never enters fanout
         splitter = fanout.for_call(scorer.settings, call.context, scorer.clock)
     scoring = CallScoring(scorer, call.context, RerankTally(cache_enabled=scorer.cache_enabled), splitter)
     return dialect.answer(payload, scoring)
