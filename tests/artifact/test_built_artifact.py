@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.events import EXPECTED, load_event
-from tests.integration.test_runtime_interface import RuntimeApi, make_handler, stop
+from tests.events import EXPECTED
+from tests.integration.test_runtime_interface import RuntimeApi, check_documented_answers, make_handler, stop
 from tests.loopback import serving
 
 REPO = Path(__file__).resolve().parents[2]
@@ -209,22 +209,8 @@ def test_runtime_interface_client_serves_the_built_package(
         text=True,
     )
     try:
-        # When the runtime has initialised and is sent a rerank, an HTTP call and a bad request
-        assert runtime_api.polled.wait(timeout=60), "the runtime never asked for an invocation"
-        assert runtime_api.init_errors == []
-        direct = runtime_api.invoke(load_event("direct-rerank.json"))
-        http = runtime_api.invoke(load_event("http-api-rerank.json"))
-        invalid = runtime_api.invoke(load_event("direct-missing-query.json"))
-
-        # Then each answer is the documented one
-        kind, answer, _ = runtime_api.wait_answer(direct)
-        assert kind == "response"
-        assert answer["model"] == MODEL_NAME and len(answer["results"]) == 3
-        kind, answer, _ = runtime_api.wait_answer(http)
-        assert (kind, answer["statusCode"]) == ("response", 200)
-        assert len(json.loads(answer["body"])["results"]) == 3
-        kind, answer, _ = runtime_api.wait_answer(invalid)
-        assert (kind, answer["errorType"]) == ("error", "InvalidRequest")
+        # When the runtime has initialised and is sent a rerank, an HTTP call and a bad request, each answers as documented
+        check_documented_answers(runtime_api, init_seconds=60, model_name=MODEL_NAME)
     finally:
         output = stop(process)
     assert any('"model loaded"' in line for line in output.splitlines()), output[-4000:]

@@ -166,6 +166,27 @@ def start_runtime(api: RuntimeApi, model_dir: Path) -> subprocess.Popen[str]:
     )
 
 
+def check_documented_answers(api: RuntimeApi, *, init_seconds: float, model_name: str) -> None:
+    """Once the runtime has initialised: a rerank, an HTTP call and a bad request, each answered as documented.
+
+    The built packages' runtime tests (tests/artifact, tests/arm64) run it against their own runtime process.
+    """
+    assert api.polled.wait(timeout=init_seconds), "the runtime never asked for an invocation"
+    assert api.init_errors == []
+    direct = api.invoke(load_event("direct-rerank.json"))
+    http = api.invoke(load_event("http-api-rerank.json"))
+    invalid = api.invoke(load_event("direct-missing-query.json"))
+
+    kind, answer, _ = api.wait_answer(direct)
+    assert kind == "response"
+    assert answer["model"] == model_name and len(answer["results"]) == 3
+    kind, answer, _ = api.wait_answer(http)
+    assert (kind, answer["statusCode"]) == ("response", 200)
+    assert len(json.loads(answer["body"])["results"]) == 3
+    kind, answer, _ = api.wait_answer(invalid)
+    assert (kind, answer["errorType"]) == ("error", "InvalidRequest")
+
+
 def stop(process: subprocess.Popen[str]) -> str:
     process.terminate()
     try:
