@@ -95,7 +95,12 @@ def measure(model_dir: Path, sizes: list[int], trials: int, seed: int, *, fanout
     environment = {**BASE_ENVIRONMENT, "MODEL_DIR": str(model_dir)}
     if fanout:
         # Always split in two: a target far below any request's estimate.
-        environment |= {"FANOUT_MAX_WORKERS": "1", "FANOUT_TARGET_MS": "10", "FANOUT_TOKEN_COST_US": "100000"}
+        environment |= {
+            "FANOUT_MAX_WORKERS": "1",
+            "FANOUT_TARGET_MS": "10",
+            "FANOUT_TOKEN_COST_US": "100000",
+            "FANOUT_MEASURE_TOKEN_COST": "false",
+        }
         pool = HandlerProcesses(environment, 2, cores=[[cores[0]], [cores[1]]])
     else:
         pool = HandlerProcesses(environment, 1, cores=[[cores[0]]])

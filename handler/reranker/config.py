@@ -230,17 +230,23 @@ class Settings(_Requests, _Inference, _ModelSource):
     fanout_target_ms: int = setting(
         "FANOUT_TARGET_MS",
         1000,
-        "a request whose estimated inference time (its tokens x FANOUT_TOKEN_COST_US) is above this is split "
+        "a request whose estimated inference time (its tokens x the cost per token) is above this is split "
         "into shards of balanced token cost, each estimated near it",
         minimum=10,
     )
     fanout_token_cost_us: float = setting(
         "FANOUT_TOKEN_COST_US",
-        100.0,
-        "estimated inference time per model token (microseconds) for this model and memory size; measure it "
-        "with `python -m bench.fanout` (the default is a MiniLM-L-12-sized model on one vCPU)",
+        285.0,
+        "inference time per model token (microseconds) assumed until this environment has measured its own "
+        "on 2,048 tokens it scored (then the measured cost, recent requests weighing most); "
+        "the default is what `python -m bench.fanout` measured for a MiniLM-L-12-sized model on one vCPU",
         minimum=0.001,
         maximum=100_000,
+    )
+    fanout_measure_token_cost: bool = setting(
+        "FANOUT_MEASURE_TOKEN_COST",
+        True,
+        "learn the cost per token from the requests this environment scores; off: always FANOUT_TOKEN_COST_US",
     )
     fanout_connect_timeout_seconds: float = setting(
         "FANOUT_CONNECT_TIMEOUT_SECONDS",

@@ -40,9 +40,48 @@ type StopCheck = Callable[[], bool]
 type LocalScore = Callable[[Sequence[str], StopCheck | None], CachedScoreReport]
 
 
-def shard_count(tokens: int, settings: Settings, passages: int) -> int:
-    """How many shards the estimated inference time asks for: 1 (no fan-out) up to 1 + FANOUT_MAX_WORKERS."""
-    estimate_ms = tokens * settings.fanout_token_cost_us / 1000
+class TokenCost:
+    """This environment's inference time per model token, measured on the requests it scored itself.
+
+    Until it has scored ``MIN_TOKENS`` tokens it answers FANOUT_TOKEN_COST_US (the declared prior); from
+    then on the ratio of its recent inference seconds to tokens, each request's weight halving every
+    ``HALF_LIFE`` requests, so a changed load or a warmed cache shows within a few requests.
+    """
+
+    MIN_TOKENS = 2048
+    HALF_LIFE = 8
+
+    def __init__(self, prior_us: float, *, learn: bool = True) -> None:
+        self.prior_us = prior_us
+        self.learn = learn
+        self._seconds = 0.0
+        self._tokens = 0.0
+        self._seen = 0
+
+    def observe(self, report: ScoreReport) -> None:
+        """Count one locally scored report (tokens run and the time the runs took)."""
+        if not self.learn or report.tokens <= 0 or report.inference_seconds <= 0:
+            return
+        keep = 0.5 ** (1 / self.HALF_LIFE)
+        self._seconds = self._seconds * keep + report.inference_seconds
+        self._tokens = self._tokens * keep + report.tokens
+        self._seen += report.tokens
+
+    @property
+    def measured(self) -> bool:
+        return self._seen >= self.MIN_TOKENS
+
+    def us_per_token(self) -> float:
+        return self._seconds / self._tokens * 1e6 if self.measured else self.prior_us
+
+
+def shard_count(tokens: int, settings: Settings, passages: int, us_per_token: float | None = None) -> int:
+    """How many shards the estimated inference time asks for: 1 (no fan-out) up to 1 + FANOUT_MAX_WORKERS.
+
+    ``us_per_token``: the measured cost (TokenCost); FANOUT_TOKEN_COST_US when None.
+    """
+    cost_us = settings.fanout_token_cost_us if us_per_token is None else us_per_token
+    estimate_ms = tokens * cost_us / 1000
     if settings.fanout_max_workers <= 0 or estimate_ms <= settings.fanout_target_ms:
         return 1
     wanted = math.ceil(estimate_ms / settings.fanout_target_ms)
@@ -174,6 +213,7 @@ class FanOut:
         self.settings = settings
         self.invoker = invoker
         self.clock = clock
+        self.token_cost = TokenCost(settings.fanout_token_cost_us, learn=settings.fanout_measure_token_cost)
 
     def run(
         self, function_arn: str, request: FanoutRequest, plan: list[list[int]], local: LocalScore
@@ -188,6 +228,7 @@ class FanOut:
             ]
             started = time.perf_counter()
             own_scored = local([request.texts[i] for i in own], request.should_stop)
+            self.token_cost.observe(own_scored.report)
             shards = [from_local(own, own_scored, "local", time.perf_counter() - started)]
             give_up = self._give_up_at(request, remote)
             for indices, future in zip(remote, futures, strict=True):
@@ -212,7 +253,7 @@ class FanOut:
         """When to stop waiting for workers: what still leaves time to score every remote shard here, or the
         deadline itself when there is not that much time in any case (then what is left is flagged)."""
         tokens = sum(request.costs[i] for indices in remote for i in indices)
-        give_up = request.stop_at - tokens * self.settings.fanout_token_cost_us / 1e6
+        give_up = request.stop_at - tokens * self.token_cost.us_per_token() / 1e6
         return give_up if give_up > self.clock() else request.stop_at
 
     def _collect(
@@ -243,6 +284,7 @@ class FanOut:
         )
         started = time.perf_counter()
         scored = local([request.texts[i] for i in indices], request.should_stop)
+        self.token_cost.observe(scored.report)
         summary.local_fallbacks += 1
         return from_local(indices, scored, "fallback", time.perf_counter() - started)
 
@@ -274,15 +316,16 @@ class CallFanOut:
     ) -> CachedScoreReport | None:
         """The merged scores of a request worth splitting, or None to score it here as usual."""
         settings, texts = self.fanout.settings, request.scored_texts
+        us_per_token = self.fanout.token_cost.us_per_token()
         if len(texts) < 2:
             return None
         if (
             mode == "truncate"
-            and shard_count(len(texts) * scorer.engine.max_length, settings, len(texts)) == 1
+            and shard_count(len(texts) * scorer.engine.max_length, settings, len(texts), us_per_token) == 1
         ):
             return None  # not even at the token limit for every passage: no need to tokenize twice
         costs = pair_costs(scorer, request.query, texts, mode)
-        count = shard_count(sum(costs), settings, len(texts))
+        count = shard_count(sum(costs), settings, len(texts), us_per_token)
         if count == 1:
             return None
         remaining_ms = self.context.get_remaining_time_in_millis() - settings.deadline_margin_ms
@@ -299,6 +342,10 @@ class CallFanOut:
         merged, summary = self.fanout.run(self.function_arn, split, plan, local)
         self._usage = summary.usage()
         return merged
+
+    def scored_here(self, report: ScoreReport) -> None:
+        """A request this invocation scored itself, unsplit: its cost per token teaches the estimate."""
+        self.fanout.token_cost.observe(report)
 
     def take_usage(self) -> dict[str, Any] | None:
         """``usage.fanout`` of the request split last, once (None when it was not split)."""

@@ -34,6 +34,8 @@ class Splitter(Protocol):
         should_stop: StopCheck | None,
     ) -> CachedScoreReport | None: ...
 
+    def scored_here(self, report: ScoreReport) -> None: ...
+
     def take_usage(self) -> dict[str, Any] | None: ...
 
 
@@ -110,6 +112,8 @@ class Scorer:
                         long_documents=mode,
                         should_stop=should_stop,
                     )
+                    if splitter is not None:
+                        splitter.scored_here(scored.report)
             except WindowsUnsupported as exc:
                 raise ModeNotApplicable(f'long_documents "{exc.mode}"', engine.name, exc.reason) from exc
         report = scored.report

@@ -28,7 +28,13 @@ pytestmark = pytest.mark.xdist_group("fanout")
 FUNCTION = "reranker-fanout"
 ARN = f"arn:aws:lambda:us-east-1:123456789012:function:{FUNCTION}"
 # Cost and target such that the request below asks for more shards than there are workers (so 3 shards).
-FANOUT_ENV = {"FANOUT_MAX_WORKERS": "2", "FANOUT_TARGET_MS": "50", "FANOUT_TOKEN_COST_US": "1000"}
+# The cost per token pinned (not learned), so that every request of these tests splits the same way.
+FANOUT_ENV = {
+    "FANOUT_MAX_WORKERS": "2",
+    "FANOUT_TARGET_MS": "50",
+    "FANOUT_TOKEN_COST_US": "1000",
+    "FANOUT_MEASURE_TOKEN_COST": "false",
+}
 FUNCTIONS: dict[str, Any] = {}
 
 

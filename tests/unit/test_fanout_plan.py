@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reranker.config import Settings
-from reranker.fanout import ShardScores, from_worker, merge, plan_shards, shard_count
+from reranker.engine import ScoreReport
+from reranker.fanout import ShardScores, TokenCost, from_worker, merge, plan_shards, shard_count
 from reranker.lambda_invoker import LambdaInvoker, region_of
 from tests.lambda_invoke_api import THROTTLED, InvokeApiError, invoke_api
 from tests.loopback import serving
@@ -41,6 +42,42 @@ def test_shard_count_follows_the_estimate_up_to_the_workers() -> None:
     assert shard_count(1_000_000, settings, passages=50) == 5  # 1 + FANOUT_MAX_WORKERS
     assert shard_count(1_000_000, settings, passages=2) == 2  # never more shards than passages
     assert shard_count(1_000_000, dataclasses.replace(settings, fanout_max_workers=0), passages=50) == 1
+
+
+def test_shard_count_uses_the_measured_cost_when_given() -> None:
+    settings = Settings(fanout_max_workers=4, fanout_target_ms=1000, fanout_token_cost_us=100.0)
+    assert shard_count(10_001, settings, passages=50, us_per_token=50.0) == 1  # 500 ms at the measured cost
+    assert shard_count(10_001, settings, passages=50, us_per_token=300.0) == 4
+
+
+def _report(tokens: int, seconds: float) -> ScoreReport:
+    return ScoreReport(scores=[0.5], tokens=tokens, inference_seconds=seconds)
+
+
+def test_token_cost_answers_the_prior_until_enough_tokens_are_measured_then_the_measured_cost() -> None:
+    cost = TokenCost(prior_us=100.0)
+    cost.observe(_report(TokenCost.MIN_TOKENS - 1, (TokenCost.MIN_TOKENS - 1) * 250e-6))  # too few tokens yet
+    assert not cost.measured and cost.us_per_token() == 100.0
+    cost.observe(_report(1, 0.000_25))
+    assert cost.measured and cost.us_per_token() == pytest.approx(250.0)
+    cost.observe(_report(0, 1.0))  # a request of cache hits only teaches nothing
+    cost.observe(_report(500, 0.0))
+    assert cost.us_per_token() == pytest.approx(250.0)
+
+
+def test_token_cost_pinned_never_learns() -> None:
+    cost = TokenCost(prior_us=100.0, learn=False)
+    cost.observe(_report(100_000, 100.0))
+    assert not cost.measured and cost.us_per_token() == 100.0
+
+
+def test_token_cost_follows_recent_requests_most() -> None:
+    cost = TokenCost(prior_us=100.0)
+    for _ in range(40):
+        cost.observe(_report(4096, 4096 * 300e-6))  # a slow start (cold caches, a noisy neighbour)
+    for _ in range(40):
+        cost.observe(_report(4096, 4096 * 100e-6))
+    assert cost.us_per_token() == pytest.approx(100.0, rel=0.05)
 
 
 def test_merge_puts_every_shard_back_in_input_order_and_sums_the_counts() -> None:
