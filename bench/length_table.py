@@ -90,6 +90,16 @@ def latency_table(by_contender: dict[str, Repeats], distributions: list[str], si
     return lines
 
 
+LEGEND = (
+    "ours: the engine as the function configures itself for the vCPUs. FlashRank default: its Ranker as shipped "
+    "(onnxruntime's default intra-op threads: one per core it sees). FlashRank, 1 thread: the same with its "
+    "session set to one intra-op thread. bound: each pair alone through the original graph, already tokenized, "
+    "unpadded, one intra-op thread, pairs shared over as many threads as vCPUs: onnxruntime time only. batched "
+    "bound: the same in exact padded batches through the engine's batched session (n/a: the engine has none). "
+    "Tokens per pair: query and passage with the special tokens, cut at the model's limit."
+)
+
+
 def report(
     latency: dict[int, dict[str, Repeats]],
     distributions: list[str],
@@ -98,7 +108,7 @@ def report(
     model: str,
     trials: int,
 ) -> list[str]:
-    lines: list[str] = []
+    lines: list[str] = [LEGEND, ""]
     for vcpus, by_contender in latency.items():
         repeats = max(len(results) for results in by_contender.values())
         per_request = (
