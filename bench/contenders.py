@@ -15,12 +15,14 @@ its last stdout line is a JSON object. The contenders:
 - bound: each pair alone through the original graph (the engine's session, one intra-op thread), already
   tokenized, unpadded; only the onnxruntime runs are timed (no tokenizing, no Python around them). With N
   vCPUs the pairs are shared out longest first over N threads, each running its share in a loop.
-- batched-bound: the same, through the engine's batched session (`runner.batch_session`, when the engine
-  has one) in exact padded batches of pairs sorted by length; "available": false when it has none.
+- batched-bound: the same, through the engine's exact-batch session (`runner.batch_session` of an engine
+  loaded with `exact_batches` on, where EngineOptions has it) in padded batches of pairs sorted by length
+  (`runner.feed` pads them); "available": false when the engine has no such session.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 import sys
@@ -110,12 +112,14 @@ def _bound(model: Path, vcpus: int, batched: bool, batch_size: int) -> Contender
 
     from reranker.engine import CrossEncoder, EngineOptions
 
-    encoder = CrossEncoder.load(model, EngineOptions(intra_op_threads=1, parallel_runs=1))
+    options = EngineOptions(intra_op_threads=1, parallel_runs=1)
+    if batched and "exact_batches" in {field.name for field in dataclasses.fields(EngineOptions)}:
+        options = dataclasses.replace(options, exact_batches=True)  # the engine's opt-in, where it has one
+    encoder = CrossEncoder.load(model, options)
     runner = encoder.runner
     session = getattr(runner, "batch_session", None) if batched else runner.session
     if session is None:
         return None
-    make_feed = getattr(runner, "batch_feed", runner.feed) if batched else runner.feed
     pool = ThreadPoolExecutor(vcpus, thread_name_prefix="bound") if vcpus > 1 else None
 
     def prepare(request: Any) -> list[list[dict[str, np.ndarray]]]:
@@ -125,7 +129,7 @@ def _bound(model: Path, vcpus: int, batched: bool, batch_size: int) -> Contender
             groups = [ordered[start : start + batch_size] for start in range(0, len(ordered), batch_size)]
         else:
             groups = [[run] for run in runs]
-        feeds = [make_feed(group) for group in groups]
+        feeds = [runner.feed(group) for group in groups]
         work = [int(feed["input_ids"].size) for feed in feeds]
         return share_out(feeds, work, vcpus)
 
