@@ -17,12 +17,14 @@ its last stdout line is a JSON object. The contenders:
   vCPUs the pairs are shared out longest first over N threads, each running its share in a loop.
 - batched-bound: the same, through the engine's exact-batch session (`runner.batch_session` of an engine
   loaded with `exact_batches` on, where EngineOptions has it) in padded batches of pairs sorted by length
-  (`runner.feed` pads them); "available": false when the engine has no such session.
+  (`runner.feed` pads them), at each of the job's batch sizes: the size with the lowest median is kept
+  and named; "available": false when the engine has no such session.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import statistics
 import sys
@@ -107,31 +109,32 @@ def share_out(items: list[Any], sizes: list[int], parts: int) -> list[list[Any]]
     return [share for share in shares if share]
 
 
-def _bound(model: Path, vcpus: int, batched: bool, batch_size: int) -> Contender | None:
+def _bound(model: Path, vcpus: int, batch_sizes: list[int] | None) -> dict[str, Contender] | None:
+    """The bound (``batch_sizes`` None: each pair alone), or the batched bound, one variant per batch size."""
     import numpy as np
 
     from reranker.engine import CrossEncoder, EngineOptions
 
     options = EngineOptions(intra_op_threads=1, parallel_runs=1)
-    if batched and "exact_batches" in {field.name for field in dataclasses.fields(EngineOptions)}:
+    if batch_sizes and "exact_batches" in {field.name for field in dataclasses.fields(EngineOptions)}:
         options = dataclasses.replace(options, exact_batches=True)  # the engine's opt-in, where it has one
     encoder = CrossEncoder.load(model, options)
     runner = encoder.runner
-    session = getattr(runner, "batch_session", None) if batched else runner.session
+    session = getattr(runner, "batch_session", None) if batch_sizes else runner.session
     if session is None:
         return None
     pool = ThreadPoolExecutor(vcpus, thread_name_prefix="bound") if vcpus > 1 else None
 
-    def prepare(request: Any) -> list[list[dict[str, np.ndarray]]]:
-        runs = encoder.tokenization.encode(request.query, request.passages, "truncate").runs
-        if batched:
+    def preparer(batch_size: int) -> Callable[[Any], list[list[dict[str, np.ndarray]]]]:
+        def prepare(request: Any) -> list[list[dict[str, np.ndarray]]]:
+            runs = encoder.tokenization.encode(request.query, request.passages, "truncate").runs
             ordered = sorted(runs, key=lambda run: len(run.ids))
             groups = [ordered[start : start + batch_size] for start in range(0, len(ordered), batch_size)]
-        else:
-            groups = [[run] for run in runs]
-        feeds = [runner.feed(group) for group in groups]
-        work = [int(feed["input_ids"].size) for feed in feeds]
-        return share_out(feeds, work, vcpus)
+            feeds = [runner.feed(group) for group in groups]  # a group of several is padded to its longest
+            work = [int(feed["input_ids"].size) for feed in feeds]
+            return share_out(feeds, work, vcpus)
+
+        return prepare
 
     def run_share(share: list[dict[str, np.ndarray]]) -> None:
         for feed in share:
@@ -146,14 +149,21 @@ def _bound(model: Path, vcpus: int, batched: bool, batch_size: int) -> Contender
                 future.result()
         return time.perf_counter() - started
 
-    return prepare, run
+    if batch_sizes is None:
+        return {"alone": (preparer(1), run)}
+    return {f"batches of {size}": (preparer(size), run) for size in batch_sizes}
+
+
+@functools.cache
+def _tokenization(model: Path) -> Any:
+    from reranker.engine import CrossEncoder
+
+    return CrossEncoder.load(model).tokenization
 
 
 def tokens_per_pair(model: Path, requests: list[Any]) -> float:
     """The median tokens of a pair (query and passage, special tokens included, cut at the model's limit)."""
-    from reranker.engine import CrossEncoder
-
-    tokenization = CrossEncoder.load(model).tokenization
+    tokenization = _tokenization(model)
     lengths = [
         len(run.ids)
         for request in requests
@@ -162,42 +172,56 @@ def tokens_per_pair(model: Path, requests: list[Any]) -> float:
     return float(statistics.median(lengths))
 
 
-def contender(job: dict[str, Any]) -> Contender | None:
+def variants(job: dict[str, Any]) -> dict[str, Contender] | None:
+    """The contender's variants by name (one, but for the batched bound: one per batch size); None: n/a."""
     model, vcpus, kind = Path(job["model"]), int(job["vcpus"]), job["contender"]
     if kind == "ours":
-        return _ours(model, vcpus)
+        return {"as configured": _ours(model, vcpus)}
     if kind in ("flashrank", "flashrank-1-thread"):
-        return _flashrank(model, one_thread=kind == "flashrank-1-thread")
-    if kind in ("bound", "batched-bound"):
-        return _bound(model, vcpus, batched=kind == "batched-bound", batch_size=int(job["batch_size"]))
+        return {"as configured": _flashrank(model, one_thread=kind == "flashrank-1-thread")}
+    if kind == "bound":
+        return _bound(model, vcpus, None)
+    if kind == "batched-bound":
+        return _bound(model, vcpus, [int(size) for size in job["batch_sizes"]])
     raise SystemExit(f"unknown contender {kind!r}; known: {', '.join(CONTENDERS)}")
 
 
+def _time(contender: Contender, warm_up: Any, timed: list[Any]) -> list[float]:
+    prepare, run = contender
+    run(prepare(warm_up))  # arenas, caches, thread pools
+    samples = []
+    for request in timed:
+        prepared = prepare(request)
+        time.sleep(PAUSE_SECONDS)
+        samples.append(run(prepared))
+    return samples
+
+
 def measure(job: dict[str, Any]) -> dict[str, Any]:
-    """Per distribution and size: one warm-up request, then ``trials`` timed ones (seconds each)."""
+    """Per distribution and size: one warm-up request, then ``trials`` timed ones (seconds each).
+
+    A contender with several variants (the batched bound's batch sizes) times each and keeps the one with
+    the lowest median, named in "variant".
+    """
     _imports()
     from tools.fixture_model.length_mix import requests
 
-    made = contender(job)
+    made = variants(job)
     if made is None:
         return {"available": False}
-    prepare, run = made
     timings: dict[str, dict[str, list[float]]] = {}
+    chosen: dict[str, dict[str, str]] = {}
     tokens: dict[str, dict[str, float]] = {}
     for name in job["distributions"]:
-        timings[name], tokens[name] = {}, {}
+        timings[name], chosen[name], tokens[name] = {}, {}, {}
         for size in job["sizes"]:
             warm_up, *timed = requests(name, job["trials"] + 1, size, seed=job["seed"])
-            run(prepare(warm_up))  # arenas, caches, thread pools
-            samples = []
-            for request in timed:
-                prepared = prepare(request)
-                time.sleep(PAUSE_SECONDS)
-                samples.append(run(prepared))
-            timings[name][str(size)] = samples
+            by_variant = {label: _time(contender, warm_up, timed) for label, contender in made.items()}
+            best = min(by_variant, key=lambda label: statistics.median(by_variant[label]))
+            timings[name][str(size)], chosen[name][str(size)] = by_variant[best], best
             if job["contender"] == "bound":  # one contender reports it; the requests are the same in all
                 tokens[name][str(size)] = tokens_per_pair(Path(job["model"]), timed)
-    return {"available": True, "timings": timings, "tokens_per_pair": tokens}
+    return {"available": True, "timings": timings, "variant": chosen, "tokens_per_pair": tokens}
 
 
 def main(argv: list[str]) -> int:

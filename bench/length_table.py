@@ -31,6 +31,15 @@ def best_median_ms(repeats: Repeats, distribution: str, size: int) -> float | No
     return min(medians) if medians else None
 
 
+def best_variant(repeats: Repeats, distribution: str, size: int) -> str | None:
+    """The variant (the batched bound's batch size) of the repeat with the better median."""
+    timed = [result for result in repeats if result.get("available")]
+    if not timed:
+        return None
+    best = min(timed, key=lambda result: statistics.median(result["timings"][distribution][str(size)]))
+    return str(best["variant"][distribution][str(size)])
+
+
 def tokens_per_pair(by_contender: dict[str, Repeats], distribution: str, size: int) -> float | None:
     for result in by_contender.get("bound", []):
         if result.get("available"):
@@ -85,6 +94,9 @@ def latency_table(by_contender: dict[str, Repeats], distributions: list[str], si
             tokens = tokens_per_pair(by_contender, name, size)
             cells = [label, "n/a" if tokens is None else f"{tokens:.0f}"]
             cells += [_cell(medians[contender]) for contender in contenders]
+            if "batched-bound" in contenders and medians["batched-bound"] is not None:
+                variant = best_variant(by_contender["batched-bound"], name, size)
+                cells[2 + contenders.index("batched-bound")] += f" ({variant})"
             cells += [_ratio(medians[contender], medians["ours"]) for contender, _ in ratios]
             lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -95,7 +107,8 @@ LEGEND = (
     "(onnxruntime's default intra-op threads: one per core it sees). FlashRank, 1 thread: the same with its "
     "session set to one intra-op thread. bound: each pair alone through the original graph, already tokenized, "
     "unpadded, one intra-op thread, pairs shared over as many threads as vCPUs: onnxruntime time only. batched "
-    "bound: the same in exact padded batches through the engine's batched session (n/a: the engine has none). "
+    "bound: the same in exact padded batches through the engine's batched session, the fastest batch size "
+    "tried (n/a: the engine has none). "
     "Tokens per pair: query and passage with the special tokens, cut at the model's limit."
 )
 

@@ -15,11 +15,13 @@ from tests.models import fixture_model
 from tools.fixture_model.length_mix import LENGTH_MIXES
 
 
-def child(samples: list[float], distribution: str = "short", size: int = 50) -> dict[str, Any]:
+def child(samples: list[float], variant: str = "as configured") -> dict[str, Any]:
+    distribution, size = "short", "50"
     return {
         "available": True,
-        "timings": {distribution: {str(size): samples}},
-        "tokens_per_pair": {distribution: {str(size): 14.0}},
+        "timings": {distribution: {size: samples}},
+        "variant": {distribution: {size: variant}},
+        "tokens_per_pair": {distribution: {size: 14.0}},
     }
 
 
@@ -62,6 +64,15 @@ def test_the_table_gives_both_ratios_and_na_for_a_missing_batched_bound() -> Non
     assert cells == [label, "14", "10.0 ms", "30.0 ms", "15.0 ms", "8.0 ms", "n/a", "1.50x", "3.00x"]
 
 
+def test_the_batched_bound_names_the_batch_size_of_its_better_repeat() -> None:
+    by_contender: dict[str, Repeats] = {
+        "ours": [child([0.010])],
+        "batched-bound": [child([0.009], "batches of 8"), child([0.007], "batches of 50")],
+    }
+    _, _, row = latency_table(by_contender, ["short"], [50])
+    assert [cell.strip() for cell in row.strip("|").split("|")][2:] == ["10.0 ms", "7.0 ms (batches of 50)"]
+
+
 def test_the_bound_shares_pairs_out_longest_first_to_the_least_loaded_thread() -> None:
     assert share_out(["a", "b", "c", "d"], [10, 9, 8, 1], 2) == [["a", "d"], ["b", "c"]]
     assert share_out(["a"], [5], 2) == [["a"]]
@@ -85,7 +96,7 @@ def test_a_contender_child_times_each_distribution_and_size(contender: str) -> N
         "sizes": [2, 3],
         "trials": 1,
         "seed": 1,
-        "batch_size": 8,
+        "batch_sizes": [2, 8],
     }
     result = measure(job)
     if contender == "batched-bound" and "exact_batches" not in {
@@ -98,3 +109,5 @@ def test_a_contender_child_times_each_distribution_and_size(contender: str) -> N
             result["timings"].items()} == {"short": {"2": 1, "3": 1}, "msmarco": {"2": 1, "3": 1}}  # fmt: skip
     if contender == "bound":
         assert 8 < result["tokens_per_pair"]["short"]["2"] < 25
+    if contender == "batched-bound":
+        assert set(result["variant"]["short"].values()) <= {"batches of 2", "batches of 8"}
