@@ -44,6 +44,9 @@ class CorpusGenerator:
     scores depend on the pair, some are empty or carry unicode and emoji.
     """
 
+    # Share of passages that get one of EXOTIC_SNIPPETS inserted (the draw is made for every passage).
+    exotic_share = 0.15
+
     def __init__(self, seed: int = 0) -> None:
         self._random = random.Random(seed)
         self._words = load_words()
@@ -54,21 +57,26 @@ class CorpusGenerator:
     def query(self) -> str:
         return " ".join(self._words_of(self._random.randint(3, 10)))
 
-    def passage(self, query: str) -> str:
+    def passage_words(self) -> int:
+        """How many words the next passage has (0: an empty passage)."""
         draw = self._random.random()
         if draw < 0.03:
-            return ""
+            return 0
         if draw < 0.13:
-            length = self._random.randint(450, 900)  # truncated at 512 tokens
-        elif draw < 0.45:
-            length = self._random.randint(80, 200)
-        else:
-            length = self._random.randint(20, 80)
+            return self._random.randint(450, 900)  # truncated at 512 tokens
+        if draw < 0.45:
+            return self._random.randint(80, 200)
+        return self._random.randint(20, 80)
+
+    def passage(self, query: str) -> str:
+        length = self.passage_words()
+        if length == 0:
+            return ""
         words = self._words_of(length)
         query_words = query.split()
         for _ in range(self._random.randint(0, 4)):
             words[self._random.randrange(len(words))] = self._random.choice(query_words)
-        if self._random.random() < 0.15:
+        if self._random.random() < self.exotic_share:
             words.insert(self._random.randrange(len(words) + 1), self._random.choice(EXOTIC_SNIPPETS))
         return " ".join(words)
 
