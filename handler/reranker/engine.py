@@ -12,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from reranker.config import Settings
+from reranker.config import Schedule, Settings
 from reranker.errors import ModelFileInvalid
 from reranker.logits import logits_to_scores, raw_logits, sigmoid
 from reranker.model_files import (
@@ -22,7 +22,7 @@ from reranker.model_files import (
     is_generated_fixture,
     load_tokenizer,
 )
-from reranker.onnx_runs import OnnxRunner, Schedule, session_options
+from reranker.onnx_runs import OnnxRunner, resolve_schedule, session_options
 from reranker.tokenization import LongDocuments, PairInput, PairTokenizer, WindowsUnsupported
 
 __all__ = [
@@ -39,6 +39,8 @@ class EngineOptions:
     max_length: int = Settings.engine_max_length
     schedule: Schedule = Settings.engine_schedule
     batch_size: int = Settings.engine_batch_size
+    exact_batch_max_pairs: int = Settings.engine_exact_batch_max_pairs
+    exact_batch_max_tokens: int = Settings.engine_exact_batch_max_tokens
     intra_op_threads: int = Settings.ort_intra_op_threads
     allow_spinning: bool = Settings.ort_allow_spinning
     # Model runs in flight at once, each on its own thread (onnxruntime releases the GIL while it runs).
@@ -57,6 +59,8 @@ class EngineOptions:
             max_length=settings.engine_max_length,
             schedule=settings.engine_schedule,
             batch_size=settings.engine_batch_size,
+            exact_batch_max_pairs=settings.engine_exact_batch_max_pairs,
+            exact_batch_max_tokens=settings.engine_exact_batch_max_tokens,
             intra_op_threads=settings.ort_intra_op_threads,
             allow_spinning=settings.ort_allow_spinning,
             parallel_runs=settings.engine_parallel_runs,
@@ -158,6 +162,7 @@ class CrossEncoder:
         onnx_bytes: int = 0,
         fixture: bool = False,
         tail_session: ort.InferenceSession | None = None,
+        batch_session: ort.InferenceSession | None = None,
     ) -> None:
         self.name = name
         self.fixture = fixture
@@ -173,18 +178,19 @@ class CrossEncoder:
             overlap_tokens=options.window_overlap_tokens,
             max_windows=options.window_max_per_passage,
         )
-        # int8 models must run each pair alone: grouping makes a score depend on its batch neighbours.
-        if options.schedule == "auto":
-            self.schedule: Schedule = "single" if quantized else "sorted_batches"
-        else:
-            self.schedule = options.schedule
+        self.schedule = resolve_schedule(
+            options.schedule, quantized=quantized, exact_batches=batch_session is not None
+        )
+        exact = self.schedule == "exact_batches"
         self.runner = OnnxRunner(
             session,
             pad_id=pad_id,
-            schedule="single" if self.schedule == "single" else "sorted_batches",
-            batch_size=options.batch_size,
+            schedule=self.schedule,
+            batch_size=options.exact_batch_max_pairs if exact else options.batch_size,
             parallel_runs=options.parallel_runs,
             tail_session=tail_session,
+            batch_session=batch_session,
+            exact_batch_max_tokens=min(options.exact_batch_max_tokens, self._max_length),
         )
         if "input_ids" not in self.runner.input_names:
             raise ModelFileInvalid(f"model file {onnx_file} has no input_ids input")
@@ -233,6 +239,7 @@ class CrossEncoder:
             "quantized": self.quantized,
             "fixture": self.fixture,
             "schedule": self.schedule,
+            "run_costs": costs.describe() if (costs := self.runner.measured_costs) else None,
             "max_length": self._max_length,
             "parallel_runs": self.options.parallel_runs,
             "options": asdict(self.options),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -10,9 +12,12 @@ from typing import Literal
 import numpy as np
 import onnxruntime as ort
 
+from reranker.config import Schedule
+from reranker.run_costs import RunCosts, measure_run_costs
+from reranker.run_plan import plan_runs
 from reranker.tokenization import PairInput
 
-Schedule = Literal["auto", "single", "sorted_batches"]
+RunSchedule = Literal["single", "sorted_batches", "exact_batches"]
 Batch = list[PairInput]
 # Runs queued per worker thread: enough to keep it busy, few enough that should_stop() still bites.
 IN_FLIGHT_PER_WORKER = 4
@@ -37,6 +42,22 @@ def session_options(intra_op_threads: int, *, allow_spinning: bool = True) -> or
     return options
 
 
+def resolve_schedule(schedule: Schedule, *, quantized: bool, exact_batches: bool) -> RunSchedule:
+    """The schedule a model runs with: ``auto`` keeps int8 scores exact, and exact batches need a batched graph.
+
+    A padded batch through an int8 graph changes scores (its dynamic quantization scales over the padding), so
+    int8 models run each pair alone, or in exact batches where a batched graph proven exact exists
+    (``exact_batches``); without one, ``exact_batches`` runs each pair alone too.
+    """
+    if schedule == "auto":
+        if not quantized:
+            return "sorted_batches"
+        schedule = "exact_batches"
+    if schedule == "exact_batches" and not exact_batches:
+        return "single"
+    return schedule
+
+
 def runs_in_the_tail(left_to_start: int, parallel_runs: int) -> bool:
     """Whether a run that starts with ``left_to_start`` runs not yet started (itself included) is in the tail.
 
@@ -47,10 +68,15 @@ def runs_in_the_tail(left_to_start: int, parallel_runs: int) -> bool:
 
 
 class OnnxRunner:
-    """Runs pairs through one session: each alone ("single") or in length-sorted padded batches.
+    """Runs pairs through one session: each alone ("single"), in length-sorted padded batches, or as planned.
 
     ``tail_session`` (the same model with more intra-op threads), when given, runs the request's tail: each
     batch that starts when fewer batches are left than ``parallel_runs`` (see runs_in_the_tail).
+
+    ``exact_batches`` needs ``batch_session``, a batched graph whose padded batches give each pair exactly the
+    logits the original graph gives it alone: pairs of up to ``exact_batch_max_tokens`` tokens run in its
+    batches of up to ``batch_size`` pairs where this environment's run costs (measured on the first request
+    that could batch) say that is quicker (run_plan.py); the others run alone through ``session``.
     """
 
     def __init__(
@@ -58,31 +84,81 @@ class OnnxRunner:
         session: ort.InferenceSession,
         *,
         pad_id: int,
-        schedule: Literal["single", "sorted_batches"],
+        schedule: RunSchedule,
         batch_size: int,
         parallel_runs: int,
         tail_session: ort.InferenceSession | None = None,
+        batch_session: ort.InferenceSession | None = None,
+        exact_batch_max_tokens: int = 0,
+        costs: RunCosts | None = None,
     ) -> None:
+        if schedule == "exact_batches" and batch_session is None:
+            raise ValueError(
+                "the exact_batches schedule needs a batch session (a batched graph proven exact)"
+            )
         self.session = session
         self.tail_session = tail_session
+        self.batch_session = batch_session if schedule == "exact_batches" else None
         self.schedule = schedule
         self.input_names = frozenset(node.name for node in session.get_inputs())
         self._pad_id = pad_id
         self._batch_size = batch_size
         self._parallel_runs = parallel_runs
+        self._exact_batch_max_tokens = exact_batch_max_tokens
+        self._costs = costs  # None: measured when first needed
+        self._costs_lock = threading.Lock()
         # Threads start on first use: init starts none (SnapStart's warm-up may; a snapshot restores them).
         self._pool = (
             ThreadPoolExecutor(parallel_runs, thread_name_prefix="onnx-run") if parallel_runs > 1 else None
         )
 
     def batches(self, runs: list[PairInput]) -> Iterator[Batch]:
-        if self.schedule == "single":
+        if self.schedule == "sorted_batches":
+            ordered = sorted(runs, key=lambda run: len(run.ids))
+            for start in range(0, len(ordered), self._batch_size):
+                yield ordered[start : start + self._batch_size]
+            return
+        lengths = [] if self.schedule == "single" else [len(run.ids) for run in runs]
+        if sum(tokens <= self._exact_batch_max_tokens for tokens in lengths) < 2:
             for run in runs:
                 yield [run]
             return
-        ordered = sorted(runs, key=lambda run: len(run.ids))
-        for start in range(0, len(ordered), self._batch_size):
-            yield ordered[start : start + self._batch_size]
+        plan = plan_runs(
+            lengths, self.run_costs(), max_batch_pairs=self._batch_size, parallel_runs=self._parallel_runs
+        )
+        for planned in plan:
+            yield [runs[position] for position in planned.pairs]
+
+    def run_costs(self) -> RunCosts:
+        """This environment's run costs, measured the first time they are asked for (exact_batches only).
+
+        Measured at the first request that could batch rather than at load: a model that never sees two short
+        pairs at once never pays for it, and the probe's first runs warm the sessions that request uses.
+        """
+        costs = self._costs
+        if costs is not None:
+            return costs
+        batch_session = self.batch_session
+        if batch_session is None:
+            raise ValueError("run costs are only measured for the exact_batches schedule")
+        with self._costs_lock:
+            if self._costs is None:
+                self._costs = measure_run_costs(
+                    functools.partial(self._probe, self.session, 1),
+                    functools.partial(self._probe, batch_session),
+                    self._exact_batch_max_tokens,
+                )
+            return self._costs
+
+    @property
+    def measured_costs(self) -> RunCosts | None:
+        """The run costs if they have been measured yet."""
+        return self._costs
+
+    def _probe(self, session: ort.InferenceSession, rows: int, tokens: int) -> None:
+        """One run of ``rows`` synthetic pairs of ``tokens`` pad ids: its work depends on the shape, not the ids."""
+        pair = PairInput(-1, [self._pad_id] * tokens, [0] * tokens)
+        session.run(None, self.feed([pair] * rows))
 
     def feed(self, batch: Batch) -> dict[str, np.ndarray]:
         """The session's inputs for one batch (padded to its longest pair when it holds several)."""
@@ -108,6 +184,9 @@ class OnnxRunner:
         return feed
 
     def infer(self, batch: Batch, session: ort.InferenceSession | None = None) -> np.ndarray:
+        """The batch's logits; an exact batch of several pairs always runs on the batch session."""
+        if self.batch_session is not None and len(batch) > 1:
+            session = self.batch_session
         return np.asarray((session or self.session).run(None, self.feed(batch))[0])
 
     def session_for(self, left_to_start: int) -> ort.InferenceSession:

@@ -1,0 +1,220 @@
+"""The run planner and the cost fit, as pure functions: no model, no onnxruntime."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reranker.run_costs import PROBE_REPEATS, ProbeShapes, RunCosts, fit_run_costs, measure_run_costs
+from reranker.run_plan import PlannedRun, plan_runs
+
+# Shaped like the nano's costs on one vCPU (microseconds): a batch run has a higher fixed cost than a run alone,
+# and each padded token costs about what a token alone does.
+NANO_LIKE = RunCosts(
+    single_base=120e-6,
+    single_per_token=2e-6,
+    batch_base=200e-6,
+    batch_per_row=8e-6,
+    batch_per_token=2.2e-6,
+    max_tokens=64,
+)
+# Batches that never pay: each row costs more than a run alone.
+BATCHES_NEVER_PAY = RunCosts(
+    single_base=50e-6,
+    single_per_token=1e-6,
+    batch_base=500e-6,
+    batch_per_row=60e-6,
+    batch_per_token=3e-6,
+    max_tokens=64,
+)
+
+_COSTS = st.builds(
+    RunCosts,
+    single_base=st.floats(0, 1e-3),
+    single_per_token=st.floats(0, 1e-4),
+    batch_base=st.floats(0, 2e-3),
+    batch_per_row=st.floats(0, 1e-3),
+    batch_per_token=st.floats(0, 1e-4),
+    max_tokens=st.integers(2, 512),
+)
+
+
+def plan_cost(plan: list[PlannedRun]) -> float:
+    return sum(run.seconds for run in plan)
+
+
+def all_alone_cost(lengths: list[int], costs: RunCosts) -> float:
+    return sum(costs.single(tokens) for tokens in lengths)
+
+
+# --- the planner ------------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 512), max_size=120),
+    costs=_COSTS,
+    max_batch_pairs=st.integers(1, 64),
+    parallel_runs=st.integers(1, 6),
+)
+def test_every_pair_is_planned_once_batches_are_sorted_and_the_plan_is_never_costlier_than_all_alone(
+    lengths: list[int], costs: RunCosts, max_batch_pairs: int, parallel_runs: int
+) -> None:
+    plan = plan_runs(lengths, costs, max_batch_pairs=max_batch_pairs, parallel_runs=parallel_runs)
+    planned = [position for run in plan for position in run.pairs]
+    assert sorted(planned) == list(range(len(lengths)))
+    for run in plan:
+        batch_lengths = [lengths[position] for position in run.pairs]
+        assert batch_lengths == sorted(batch_lengths)
+        if run.batched:
+            assert len(run.pairs) <= max_batch_pairs
+            assert max(batch_lengths) <= costs.max_tokens
+            assert run.seconds == costs.batch(len(run.pairs), max(batch_lengths))
+        else:
+            assert run.seconds == costs.single(batch_lengths[0])
+    alone = all_alone_cost(lengths, costs)
+    assert plan_cost(plan) <= alone * (1 + 1e-9) + 1e-15
+
+
+@settings(max_examples=200, deadline=None)
+@given(lengths=st.lists(st.integers(1, 80), max_size=9), costs=_COSTS, max_batch_pairs=st.integers(2, 9))
+def test_the_plan_is_the_cheapest_of_all_groupings_of_the_sorted_pairs(
+    lengths: list[int], costs: RunCosts, max_batch_pairs: int
+) -> None:
+    # Every way to cut the sorted short pairs into consecutive groups, each a batch or pairs alone.
+    plan = plan_runs(lengths, costs, max_batch_pairs=max_batch_pairs)
+    short = sorted(tokens for tokens in lengths if tokens <= costs.max_tokens)
+    long_cost = sum(costs.single(tokens) for tokens in lengths if tokens > costs.max_tokens)
+    best = min(
+        (
+            _grouping_cost(short, cuts, costs, max_batch_pairs)
+            for cuts in itertools.product([False, True], repeat=max(0, len(short) - 1))
+        ),
+        default=0.0,
+    )
+    assert plan_cost(plan) == pytest.approx(best + long_cost, rel=1e-9, abs=1e-15)
+
+
+def _grouping_cost(short: list[int], cuts: tuple[bool, ...], costs: RunCosts, largest: int) -> float:
+    groups: list[list[int]] = [[short[0]]] if short else []
+    for tokens, cut in zip(short[1:], cuts, strict=True):
+        if cut:
+            groups.append([tokens])
+        else:
+            groups[-1].append(tokens)
+    total = 0.0
+    for group in groups:
+        alone = sum(costs.single(tokens) for tokens in group)
+        batched = costs.batch(len(group), group[-1]) if 1 < len(group) <= largest else alone
+        total += min(alone, batched)
+    return total
+
+
+def test_short_pairs_go_to_batches_and_long_ones_run_alone() -> None:
+    # Given 40 short pairs and 3 past the batch limit
+    lengths = [12 + position % 9 for position in range(40)] + [200, 512, 65]
+    plan = plan_runs(lengths, NANO_LIKE, max_batch_pairs=16)
+    alone = {run.pairs[0] for run in plan if not run.batched}
+    assert {40, 41, 42} <= alone
+    assert sum(len(run.pairs) for run in plan if run.batched) == 40
+    assert all(len(run.pairs) <= 16 for run in plan)
+    assert plan_cost(plan) < 0.6 * all_alone_cost(lengths, NANO_LIKE)
+
+
+def test_when_batches_never_pay_every_pair_runs_alone_in_order() -> None:
+    lengths = [10, 30, 20, 64, 8]
+    plan = plan_runs(lengths, BATCHES_NEVER_PAY, max_batch_pairs=16)
+    assert [run.pairs for run in plan] == [(0,), (1,), (2,), (3,), (4,)]
+
+
+def test_one_worker_runs_in_the_order_of_each_runs_first_pair() -> None:
+    lengths = [40, 10, 11, 300, 41, 12]
+    plan = plan_runs(lengths, NANO_LIKE, max_batch_pairs=3)
+    firsts = [min(run.pairs) for run in plan]
+    assert firsts == sorted(firsts)
+    assert (3,) in [run.pairs for run in plan]
+
+
+def test_several_workers_share_the_short_pairs_and_start_with_the_costliest_runs() -> None:
+    # Given 12 short pairs and one long one, two workers
+    lengths = [16] * 12 + [400]
+    plan = plan_runs(lengths, NANO_LIKE, max_batch_pairs=32, parallel_runs=2)
+    # Then no batch takes more than half the short pairs, and the runs go costliest first
+    assert all(len(run.pairs) <= 6 for run in plan)
+    assert sum(run.batched for run in plan) >= 2
+    seconds = [run.seconds for run in plan]
+    assert seconds == sorted(seconds, reverse=True)
+
+
+def test_a_batch_limit_of_one_plans_every_pair_alone() -> None:
+    plan = plan_runs([10, 12, 14], NANO_LIKE, max_batch_pairs=1)
+    assert [run.pairs for run in plan] == [(0,), (1,), (2,)]
+
+
+def test_no_pairs_no_runs() -> None:
+    assert plan_runs([], NANO_LIKE, max_batch_pairs=16) == []
+
+
+# --- the cost fit ---------------------------------------------------------------------------------------------
+
+
+def test_the_fit_recovers_costs_that_are_exactly_linear() -> None:
+    shapes = ProbeShapes.up_to(64)
+    got = fit_run_costs(
+        shapes,
+        [NANO_LIKE.single(tokens) for tokens in shapes.single],
+        [NANO_LIKE.batch(rows, length) for rows, length in shapes.batch],
+        64,
+    )
+    for name in ("single_base", "single_per_token", "batch_base", "batch_per_row", "batch_per_token"):
+        assert getattr(got, name) == pytest.approx(getattr(NANO_LIKE, name), rel=1e-6, abs=1e-12)
+
+
+def test_a_coefficient_the_noise_pushes_below_zero_is_zero_and_the_others_refit() -> None:
+    shapes = ProbeShapes.up_to(64)
+    # Times that fall with length would fit a negative per-token cost
+    single = [100e-6, 99e-6, 98e-6]
+    got = fit_run_costs(shapes, single, [NANO_LIKE.batch(rows, length) for rows, length in shapes.batch], 64)
+    assert got.single_per_token == 0.0
+    assert got.single_base == pytest.approx(99e-6)
+
+
+def test_the_probe_keeps_each_shapes_quickest_repeat_and_warms_each_kind_first() -> None:
+    # Given runs whose times the test dictates, the first of every shape five times slower (a first run allocates)
+    calls: list[tuple[str, tuple[int, ...]]] = []
+    now = [0.0]
+
+    def clock() -> float:
+        return now[0]
+
+    def runner(kind: str) -> Callable[..., None]:
+        def run(*shape: int) -> None:
+            seconds = NANO_LIKE.single(shape[0]) if kind == "single" else NANO_LIKE.batch(*shape)
+            now[0] += seconds * (1 if (kind, shape) in calls else 5)
+            calls.append((kind, shape))
+
+        return run
+
+    # When the costs are measured
+    got = measure_run_costs(runner("single"), runner("batch"), 64, clock=clock)
+    # Then each kind ran once untimed at its largest shape, then every shape PROBE_REPEATS times
+    shapes = ProbeShapes.up_to(64)
+    assert calls[:2] == [("single", (64,)), ("batch", (8, 36))]
+    assert len(calls) == 2 + PROBE_REPEATS * (len(shapes.single) + len(shapes.batch))
+    # and the fit is the costs without the slow first runs
+    for name in ("single_base", "single_per_token", "batch_base", "batch_per_row", "batch_per_token"):
+        assert getattr(got, name) == pytest.approx(getattr(NANO_LIKE, name), rel=1e-6, abs=1e-12)
+
+
+@pytest.mark.parametrize("max_tokens", [2, 3, 8, 9, 16, 64, 512])
+def test_probe_shapes_stay_within_the_limit_and_determine_every_coefficient(max_tokens: int) -> None:
+    shapes = ProbeShapes.up_to(max_tokens)
+    assert max(shapes.single) == max_tokens and len(set(shapes.single)) >= 2
+    assert all(1 <= length <= max_tokens for _, length in shapes.batch)
+    design = np.array([[1.0, rows, rows * length] for rows, length in shapes.batch])
+    assert np.linalg.matrix_rank(design) == 3
