@@ -5,16 +5,15 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from reranker.best_of_windows import BestOfWindows
 from reranker.config import Schedule, Settings
 from reranker.errors import ModelFileInvalid
-from reranker.logits import logits_to_scores, raw_logits, sigmoid
 from reranker.model_files import (
     DYNAMIC_QUANTIZATION_OPS,
     check_outputs,
@@ -23,7 +22,7 @@ from reranker.model_files import (
     load_tokenizer,
 )
 from reranker.onnx_runs import OnnxRunner, resolve_schedule, session_options
-from reranker.tokenization import LongDocuments, PairInput, PairTokenizer, WindowsUnsupported
+from reranker.tokenization import LongDocuments, PairTokenizer, WindowsUnsupported
 
 __all__ = [
     "CrossEncoder",
@@ -98,51 +97,6 @@ class ScoreReport:
     @property
     def complete(self) -> bool:
         return all(score is not None for score in self.scores)
-
-
-@dataclass
-class _BestOfWindows:
-    """Each passage's best score (and logit) over its windows, kept only once every window of it has run."""
-
-    runs_needed: dict[int, int]
-    windows: int = 0
-    best: dict[int, float] = field(default_factory=dict)
-    best_logit: dict[int, float] = field(default_factory=dict)
-    runs_scored: dict[int, int] = field(default_factory=dict)
-
-    @classmethod
-    def for_runs(cls, runs: list[PairInput]) -> _BestOfWindows:
-        needed: dict[int, int] = {}
-        for run in runs:
-            needed[run.passage] = needed.get(run.passage, 0) + 1
-        return cls(runs_needed=needed)
-
-    def record(self, batch: list[PairInput], logits: np.ndarray) -> None:
-        # One pair, one logit (the int8 hot path): plain floats beat five numpy calls on a 1x1 array.
-        if logits.shape == (1, 1):
-            raw = [float(logits[0, 0])]
-            scores = [sigmoid(raw[0])]
-        else:
-            raw = raw_logits(logits).tolist()
-            scores = logits_to_scores(logits).tolist()
-        for run, value, logit in zip(batch, scores, raw, strict=True):
-            previous = self.best.get(run.passage)
-            self.best[run.passage] = value if previous is None else max(previous, value)
-            # The logistic function is monotonic: the best window's logit is the largest logit.
-            previous_logit = self.best_logit.get(run.passage)
-            self.best_logit[run.passage] = logit if previous_logit is None else max(previous_logit, logit)
-            self.runs_scored[run.passage] = self.runs_scored.get(run.passage, 0) + 1
-        self.windows += len(batch)
-
-    def results(self, passages: int) -> tuple[list[float | None], list[float | None]]:
-        """Scores and logits in passage order; a passage whose windows were only partly scored gets None."""
-        scores: list[float | None] = [None] * passages
-        logits: list[float | None] = [None] * passages
-        for passage, best in self.best.items():
-            if self.runs_scored[passage] == self.runs_needed[passage]:
-                scores[passage] = best
-                logits[passage] = self.best_logit[passage]
-        return scores, logits
 
 
 class CrossEncoder:
@@ -268,10 +222,10 @@ class CrossEncoder:
         tokenize_seconds = time.perf_counter() - started
         # Tokenized first (in deadline-checked chunks), then run: overlapping tokenizing with the workers'
         # runs was measured slower (both cores are already busy).
-        best = _BestOfWindows.for_runs(pending)
+        best = BestOfWindows(pending, len(passages))
         for batch, batch_logits in self.runner.run(pending, should_stop):
             best.record(batch, batch_logits)
-        scores, logits = best.results(len(passages))
+        scores, logits = best.results()
         return ScoreReport(
             scores=scores,
             tokens=sum(len(run.ids) for run in pending),

@@ -21,6 +21,8 @@ RunSchedule = Literal["single", "sorted_batches", "exact_batches"]
 Batch = list[PairInput]
 # Runs queued per worker thread: enough to keep it busy, few enough that should_stop() still bites.
 IN_FLIGHT_PER_WORKER = 4
+# The attention mask of a pair alone is a view of one row of ones this long (longer if a pair is).
+MASK_ROW_TOKENS = 512
 
 
 def session_options(intra_op_threads: int, *, allow_spinning: bool = True) -> ort.SessionOptions:
@@ -107,6 +109,7 @@ class OnnxRunner:
         self._exact_batch_max_tokens = exact_batch_max_tokens
         self._costs = costs  # None: measured when first needed
         self._costs_lock = threading.Lock()
+        self._mask_row = np.ones((1, MASK_ROW_TOKENS), dtype=np.int64)
         # Threads start on first use: init starts none (SnapStart's warm-up may; a snapshot restores them).
         self._pool = (
             ThreadPoolExecutor(parallel_runs, thread_name_prefix="onnx-run") if parallel_runs > 1 else None
@@ -162,10 +165,10 @@ class OnnxRunner:
 
     def feed(self, batch: Batch) -> dict[str, np.ndarray]:
         """The session's inputs for one batch (padded to its longest pair when it holds several)."""
-        if len(batch) == 1:  # the int8 hot path: no padding, so no fill-and-copy
-            ids = np.array([batch[0].ids], dtype=np.int64)
-            type_ids = np.array([batch[0].type_ids], dtype=np.int64)
-            mask = np.ones_like(ids)
+        if len(batch) == 1:  # the int8 hot path: no padding, so no fill-and-copy, and the mask is a view
+            ids = np.array(batch[0].ids, dtype=np.int64)[np.newaxis]
+            type_ids = np.array(batch[0].type_ids, dtype=np.int64)[np.newaxis]
+            mask = self._ones(ids.shape[1])
         else:
             longest = max(len(run.ids) for run in batch)
             ids = np.full((len(batch), longest), self._pad_id, dtype=np.int64)
@@ -182,6 +185,12 @@ class OnnxRunner:
         if "token_type_ids" in self.input_names:
             feed["token_type_ids"] = type_ids
         return feed
+
+    def _ones(self, length: int) -> np.ndarray:
+        """A (1, length) attention mask of ones: a view of one array, grown when a pair is longer."""
+        if length > self._mask_row.shape[1]:
+            self._mask_row = np.ones((1, length), dtype=np.int64)
+        return self._mask_row[:, :length]
 
     def infer(self, batch: Batch, session: ort.InferenceSession | None = None) -> np.ndarray:
         """The batch's logits; an exact batch of several pairs always runs on the batch session."""
