@@ -154,6 +154,14 @@ class _Inference:
         minimum=2,
         maximum=512,
     )
+    engine_cost_probe_ms: int = setting(
+        "ENGINE_COST_PROBE_MS",
+        20,
+        "for `exact_batches`: time the run-cost probe (on the first request that could batch) may take beyond "
+        "its first round of timed runs, which always runs; 0 = that round only",
+        minimum=0,
+        maximum=10_000,
+    )
     engine_max_length: int = setting(
         "ENGINE_MAX_LENGTH", 512, "token limit (also capped by the model's `model_max_length`)", maximum=8192
     )

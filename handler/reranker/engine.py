@@ -40,6 +40,7 @@ class EngineOptions:
     batch_size: int = Settings.engine_batch_size
     exact_batch_max_pairs: int = Settings.engine_exact_batch_max_pairs
     exact_batch_max_tokens: int = Settings.engine_exact_batch_max_tokens
+    cost_probe_ms: int = Settings.engine_cost_probe_ms
     intra_op_threads: int = Settings.ort_intra_op_threads
     allow_spinning: bool = Settings.ort_allow_spinning
     # Model runs in flight at once, each on its own thread (onnxruntime releases the GIL while it runs).
@@ -60,6 +61,7 @@ class EngineOptions:
             batch_size=settings.engine_batch_size,
             exact_batch_max_pairs=settings.engine_exact_batch_max_pairs,
             exact_batch_max_tokens=settings.engine_exact_batch_max_tokens,
+            cost_probe_ms=settings.engine_cost_probe_ms,
             intra_op_threads=settings.ort_intra_op_threads,
             allow_spinning=settings.ort_allow_spinning,
             parallel_runs=settings.engine_parallel_runs,
@@ -145,6 +147,7 @@ class CrossEncoder:
             tail_session=tail_session,
             batch_session=batch_session,
             exact_batch_max_tokens=min(options.exact_batch_max_tokens, self._max_length),
+            cost_probe_seconds=options.cost_probe_ms / 1000,
         )
         if "input_ids" not in self.runner.input_names:
             raise ModelFileInvalid(f"model file {onnx_file} has no input_ids input")

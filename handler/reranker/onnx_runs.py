@@ -92,6 +92,7 @@ class OnnxRunner:
         tail_session: ort.InferenceSession | None = None,
         batch_session: ort.InferenceSession | None = None,
         exact_batch_max_tokens: int = 0,
+        cost_probe_seconds: float = 0.0,
         costs: RunCosts | None = None,
     ) -> None:
         if schedule == "exact_batches" and batch_session is None:
@@ -107,6 +108,7 @@ class OnnxRunner:
         self._batch_size = batch_size
         self._parallel_runs = parallel_runs
         self._exact_batch_max_tokens = exact_batch_max_tokens
+        self._cost_probe_seconds = cost_probe_seconds
         self._costs = costs  # None: measured when first needed
         self._costs_lock = threading.Lock()
         self._mask_row = np.ones((1, MASK_ROW_TOKENS), dtype=np.int64)
@@ -150,6 +152,7 @@ class OnnxRunner:
                     functools.partial(self._probe, self.session, 1),
                     functools.partial(self._probe, batch_session),
                     self._exact_batch_max_tokens,
+                    self._cost_probe_seconds,
                 )
             return self._costs
 

@@ -11,11 +11,13 @@ import numpy as np
 
 # The shortest probe pair: about the shortest real one ([CLS] q [SEP] p [SEP] with a few words each).
 SHORTEST_PROBE_TOKENS = 8
-# Timed repeats of every probe shape; each shape keeps its quickest (the noise of a shared CPU only adds time).
-# The repeats go round the shapes, so that a burst of noise does not land on every repeat of one shape.
-PROBE_REPEATS = 3
 # Rows of the probe batches: the fit's per-row and per-token costs are read off these two sizes.
-PROBE_ROWS = (2, 8)
+PROBE_ROWS = (2, 6)
+# Rounds of timed runs of every probe shape, each shape keeping its quickest (the noise of a shared CPU, and a
+# session's first run, which allocates, only add time); the rounds go round the shapes, so that a burst of noise
+# does not land on every run of one shape. The first round always runs, the others only while they fit in the
+# probe's budget: a large model gets one round (about 40 ms for a MiniLM-L-12 shape), the nano three.
+PROBE_ROUNDS = 3
 
 Clock = Callable[[], float]
 
@@ -65,39 +67,43 @@ class ProbeShapes:
 
     @classmethod
     def up_to(cls, max_tokens: int) -> ProbeShapes:
-        """Shapes that span pairs of SHORTEST_PROBE_TOKENS to ``max_tokens`` tokens and batches of PROBE_ROWS."""
-        longest = max(max_tokens, 2)
-        shortest = max(
-            1, min(SHORTEST_PROBE_TOKENS, longest // 2)
-        )  # below longest: the fit needs two lengths
-        middle = (shortest + longest) // 2
+        """Pairs of SHORTEST_PROBE_TOKENS and of half ``max_tokens``, alone and in batches of PROBE_ROWS.
+
+        Half the limit, not all of it: a run's cost is close to linear in its tokens over this range, and the
+        probe's time is mostly its longest runs.
+        """
+        longest = max(2, max_tokens // 2)
+        shortest = max(1, min(SHORTEST_PROBE_TOKENS, longest // 2))  # two lengths: the fit needs both
         few, many = PROBE_ROWS
-        return cls(
-            single=(shortest, middle, longest),
-            batch=((few, shortest), (many, shortest), (few, longest), (many, middle)),
-        )
+        # Largest first: a session's first run allocates for its shape, and smaller ones then reuse that.
+        return cls(single=(longest, shortest), batch=((few, longest), (many, shortest), (few, shortest)))
 
 
 def measure_run_costs(
     run_single: Callable[[int], object],
     run_batch: Callable[[int, int], object],
     max_tokens: int,
+    budget_seconds: float,
     clock: Clock = time.perf_counter,
 ) -> RunCosts:
     """Time probe runs (``run_single(tokens)``, ``run_batch(rows, length)``) and fit RunCosts to them.
 
-    Each kind first runs once untimed at its largest shape (a session's first run of a shape allocates).
+    Every shape runs once, then again in further rounds (up to PROBE_ROUNDS) while another fits in
+    ``budget_seconds``; no untimed warm-up run, which would cost a large model as much as a round.
     """
+    started = clock()
     shapes = ProbeShapes.up_to(max_tokens)
-    run_single(max(shapes.single))
-    run_batch(*max(shapes.batch, key=lambda shape: shape[0] * shape[1]))
     single_best = [math.inf] * len(shapes.single)
     batch_best = [math.inf] * len(shapes.batch)
-    for _ in range(PROBE_REPEATS):
+    for _ in range(PROBE_ROUNDS):
+        round_started = clock()
         for index, tokens in enumerate(shapes.single):
             single_best[index] = min(single_best[index], _timed(clock, run_single, tokens))
         for index, (rows, length) in enumerate(shapes.batch):
             batch_best[index] = min(batch_best[index], _timed(clock, run_batch, rows, length))
+        now = clock()
+        if now + (now - round_started) - started > budget_seconds:
+            break
     return fit_run_costs(shapes, single_best, batch_best, max_tokens)
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reranker.run_costs import PROBE_REPEATS, ProbeShapes, RunCosts, fit_run_costs, measure_run_costs
+from reranker.run_costs import PROBE_ROUNDS, ProbeShapes, RunCosts, fit_run_costs, measure_run_costs
 from reranker.run_plan import PlannedRun, plan_runs
 
 # Shaped like the nano's costs on one vCPU (microseconds): a batch run has a higher fixed cost than a run alone,
@@ -178,43 +178,64 @@ def test_the_fit_recovers_costs_that_are_exactly_linear() -> None:
 def test_a_coefficient_the_noise_pushes_below_zero_is_zero_and_the_others_refit() -> None:
     shapes = ProbeShapes.up_to(64)
     # Times that fall with length would fit a negative per-token cost
-    single = [100e-6, 99e-6, 98e-6]
-    got = fit_run_costs(shapes, single, [NANO_LIKE.batch(rows, length) for rows, length in shapes.batch], 64)
+    single = [98e-6, 100e-6]  # 32 tokens, then 8
+    # and batch times that grow with the tokens but fall with the rows alone
+    batch = [500e-6, 290e-6, 300e-6]  # 2 x 32, 6 x 8, 2 x 8
+    got = fit_run_costs(shapes, single, batch, 64)
     assert got.single_per_token == 0.0
     assert got.single_base == pytest.approx(99e-6)
+    assert min(got.batch_base, got.batch_per_row, got.batch_per_token) >= 0.0
+    assert got.batch(2, 8) > 0
 
 
-def test_the_probe_keeps_each_shapes_quickest_repeat_and_warms_each_kind_first() -> None:
-    # Given runs whose times the test dictates, the first of every shape five times slower (a first run allocates)
+def probe_runs(
+    first_run_slowdown: float = 5.0,
+) -> tuple[list[tuple[str, tuple[int, ...]]], Callable[[], float], Callable[..., None], Callable[..., None]]:
+    """Runs whose times the test dictates (NANO_LIKE's), the first of each shape slower; the clock they advance."""
     calls: list[tuple[str, tuple[int, ...]]] = []
     now = [0.0]
-
-    def clock() -> float:
-        return now[0]
 
     def runner(kind: str) -> Callable[..., None]:
         def run(*shape: int) -> None:
             seconds = NANO_LIKE.single(shape[0]) if kind == "single" else NANO_LIKE.batch(*shape)
-            now[0] += seconds * (1 if (kind, shape) in calls else 5)
+            now[0] += seconds * (1 if (kind, shape) in calls else first_run_slowdown)
             calls.append((kind, shape))
 
         return run
 
-    # When the costs are measured
-    got = measure_run_costs(runner("single"), runner("batch"), 64, clock=clock)
-    # Then each kind ran once untimed at its largest shape, then every shape PROBE_REPEATS times
+    return calls, lambda: now[0], runner("single"), runner("batch")
+
+
+def test_the_probe_keeps_each_shapes_quickest_run_largest_first() -> None:
+    # Given runs whose first of every shape is five times slower (a first run allocates)
+    calls, clock, single, batch = probe_runs()
+    # When the costs are measured with room for every round
+    got = measure_run_costs(single, batch, 64, budget_seconds=1.0, clock=clock)
+    # Then every shape ran PROBE_ROUNDS times, each kind's largest first
     shapes = ProbeShapes.up_to(64)
-    assert calls[:2] == [("single", (64,)), ("batch", (8, 36))]
-    assert len(calls) == 2 + PROBE_REPEATS * (len(shapes.single) + len(shapes.batch))
+    assert len(calls) == PROBE_ROUNDS * (len(shapes.single) + len(shapes.batch))
+    assert calls[:3] == [("single", (32,)), ("single", (8,)), ("batch", (2, 32))]
     # and the fit is the costs without the slow first runs
     for name in ("single_base", "single_per_token", "batch_base", "batch_per_row", "batch_per_token"):
         assert getattr(got, name) == pytest.approx(getattr(NANO_LIKE, name), rel=1e-6, abs=1e-12)
 
 
+@pytest.mark.parametrize(
+    ("budget_ms", "rounds"), [(0, 1), (2, 1), (3, 2), (4, PROBE_ROUNDS), (100, PROBE_ROUNDS)]
+)
+def test_rounds_after_the_first_run_only_while_they_fit_in_the_budget(budget_ms: int, rounds: int) -> None:
+    # NANO_LIKE's probe, every run as quick as the next: 1.28 ms a round
+    calls, clock, single, batch = probe_runs(first_run_slowdown=1.0)
+    measure_run_costs(single, batch, 64, budget_seconds=budget_ms / 1000, clock=clock)
+    shapes = ProbeShapes.up_to(64)
+    assert len(calls) == rounds * (len(shapes.single) + len(shapes.batch))
+    assert clock() <= max(budget_ms / 1000, 0.00129)
+
+
 @pytest.mark.parametrize("max_tokens", [2, 3, 8, 9, 16, 64, 512])
 def test_probe_shapes_stay_within_the_limit_and_determine_every_coefficient(max_tokens: int) -> None:
     shapes = ProbeShapes.up_to(max_tokens)
-    assert max(shapes.single) == max_tokens and len(set(shapes.single)) >= 2
+    assert max(shapes.single) <= max_tokens and len(set(shapes.single)) == 2
     assert all(1 <= length <= max_tokens for _, length in shapes.batch)
     design = np.array([[1.0, rows, rows * length] for rows, length in shapes.batch])
     assert np.linalg.matrix_rank(design) == 3
