@@ -14,6 +14,7 @@ from tokenizers import Tokenizer
 
 from reranker.config import Settings
 from reranker.errors import ModelFileInvalid
+from reranker.exact_batches import ExactBatchesUnsupported, batch_session_options, exact_batch_graph
 from reranker.logits import logits_to_scores, raw_logits, sigmoid
 from reranker.model_files import (
     DYNAMIC_QUANTIZATION_OPS,
@@ -49,6 +50,8 @@ class EngineOptions:
     long_documents: LongDocuments = Settings.long_documents
     window_max_per_passage: int = Settings.window_max_per_passage
     window_overlap_tokens: int = Settings.window_overlap_tokens
+    # int8 models: also load the exact-batch graph (exact_batches.py), for a scheduler to batch short pairs.
+    exact_batches: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineOptions:
@@ -141,6 +144,22 @@ class _BestOfWindows:
         return scores, logits
 
 
+def exact_batch_session(
+    model_bytes: bytes, options: EngineOptions
+) -> tuple[ort.InferenceSession | None, str | None]:
+    """The int8 model's exact-batch session, or None and why the graph cannot have one."""
+    try:
+        graph = exact_batch_graph(model_bytes)
+        session_settings = session_options(options.intra_op_threads, allow_spinning=options.allow_spinning)
+        return ort.InferenceSession(
+            graph, batch_session_options(session_settings), providers=["CPUExecutionProvider"]
+        ), None
+    except ExactBatchesUnsupported as exc:
+        return None, str(exc)
+    except Exception as exc:  # noqa: BLE001  onnxruntime's untyped errors: a rewritten graph it refuses runs alone
+        return None, f"onnxruntime refused the rewritten graph: {type(exc).__name__}"
+
+
 class CrossEncoder:
     """A FlashRank pairwise model: scores (query, passage) pairs, one passage independent of the others."""
 
@@ -158,8 +177,12 @@ class CrossEncoder:
         onnx_bytes: int = 0,
         fixture: bool = False,
         tail_session: ort.InferenceSession | None = None,
+        batch_session: ort.InferenceSession | None = None,
+        exact_batches_refused: str | None = None,
     ) -> None:
         self.name = name
+        # Why an int8 model asked for exact batches has none (its pairs then run alone).
+        self.exact_batches_refused = exact_batches_refused
         self.fixture = fixture
         self.sha256 = sha256
         self.quantized = quantized
@@ -185,6 +208,7 @@ class CrossEncoder:
             batch_size=options.batch_size,
             parallel_runs=options.parallel_runs,
             tail_session=tail_session,
+            batch_session=batch_session,
         )
         if "input_ids" not in self.runner.input_names:
             raise ModelFileInvalid(f"model file {onnx_file} has no input_ids input")
@@ -210,18 +234,24 @@ class CrossEncoder:
             ]
         except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt graphs
             raise ModelFileInvalid(f"model file {onnx_path.name} is not a loadable ONNX model") from exc
+        quantized = any(op in model_bytes for op in DYNAMIC_QUANTIZATION_OPS)
+        batch_session, refused = None, None
+        if options.exact_batches and quantized:
+            batch_session, refused = exact_batch_session(model_bytes, options)
         return cls(
             name=model_dir.name,
             session=session,
             tokenizer=tokenizer,
             pad_id=pad_id,
             sha256=hashlib.sha256(model_bytes).hexdigest(),
-            quantized=any(op in model_bytes for op in DYNAMIC_QUANTIZATION_OPS),
+            quantized=quantized,
             options=options,
             onnx_file=onnx_path.name,
             onnx_bytes=len(model_bytes),
             fixture=is_generated_fixture(model_dir),
             tail_session=tail[0] if tail else None,
+            batch_session=batch_session,
+            exact_batches_refused=refused,
         )
 
     def describe(self) -> dict[str, object]:
@@ -235,6 +265,8 @@ class CrossEncoder:
             "schedule": self.schedule,
             "max_length": self._max_length,
             "parallel_runs": self.options.parallel_runs,
+            "exact_batches": self.runner.batch_session is not None,
+            "exact_batches_refused": self.exact_batches_refused,
             "options": asdict(self.options),
         }
 

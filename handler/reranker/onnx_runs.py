@@ -51,6 +51,8 @@ class OnnxRunner:
 
     ``tail_session`` (the same model with more intra-op threads), when given, runs the request's tail: each
     batch that starts when fewer batches are left than ``parallel_runs`` (see runs_in_the_tail).
+    ``batch_session``, when given, is an int8 model's exact-batch graph (exact_batches.py): infer_exact_batch
+    runs a padded batch through it, every pair's logits bit for bit those the pair gets alone in ``session``.
     """
 
     def __init__(
@@ -62,9 +64,11 @@ class OnnxRunner:
         batch_size: int,
         parallel_runs: int,
         tail_session: ort.InferenceSession | None = None,
+        batch_session: ort.InferenceSession | None = None,
     ) -> None:
         self.session = session
         self.tail_session = tail_session
+        self.batch_session = batch_session
         self.schedule = schedule
         self.input_names = frozenset(node.name for node in session.get_inputs())
         self._pad_id = pad_id
@@ -109,6 +113,15 @@ class OnnxRunner:
 
     def infer(self, batch: Batch, session: ort.InferenceSession | None = None) -> np.ndarray:
         return np.asarray((session or self.session).run(None, self.feed(batch))[0])
+
+    def infer_exact_batch(self, batch: Batch) -> np.ndarray:
+        """The logits of ``batch`` run as one padded batch through batch_session: one row per pair, each
+        equal bit for bit to the row the pair gets alone through ``session``."""
+        if self.batch_session is None:
+            raise RuntimeError(
+                "this model has no exact-batch session (int8 models loaded with exact_batches)"
+            )
+        return np.asarray(self.batch_session.run(None, self.feed(batch))[0])
 
     def session_for(self, left_to_start: int) -> ort.InferenceSession:
         """The session of a batch that starts with ``left_to_start`` batches not yet started (itself included)."""
