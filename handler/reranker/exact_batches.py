@@ -132,7 +132,9 @@ class _Rewrite:
         self.mask = self.op("Reshape", [mask, self.constant("mask_shape", np.array([0, 0, 1], np.int64))])
 
     def model(self) -> bytes:
-        replaced = 0
+        quantized = {DYNAMIC_QUANTIZE_MATMUL, MATMUL_INTEGER_TO_FLOAT}
+        if not any((node.domain, node.op_type) in quantized for node in self.graph.nodes):
+            raise ExactBatchesUnsupported("the graph has no dynamically quantized matmul")
         for node in self.graph.nodes:
             key = ("" if node.domain == "ai.onnx" else node.domain, node.op_type)
             if key == DYNAMIC_QUANTIZE_MATMUL:
@@ -143,14 +145,10 @@ class _Rewrite:
                 self.matmul_integer_to_float(node)
             elif key in ROW_WISE_OPS:
                 self.nodes.append(node)
-                continue
             else:
                 raise ExactBatchesUnsupported(
                     f"op {node.domain or 'ai.onnx'}.{node.op_type} is not known row-wise"
                 )
-            replaced += 1
-        if not replaced:
-            raise ExactBatchesUnsupported("the graph has no dynamically quantized matmul")
         # A quantizer's outputs are replaced per row: only the matmuls rewritten here may read them.
         for node in self.nodes:
             stale = set(node.inputs) & self.row_quantized.keys()
