@@ -14,7 +14,12 @@ from tokenizers import Tokenizer
 
 from reranker.config import Settings
 from reranker.errors import ModelFileInvalid
-from reranker.exact_batches import ExactBatchesUnsupported, batch_session_options, exact_batch_graph
+from reranker.exact_batches import (
+    ExactBatchesUnsupported,
+    batch_session_options,
+    batched_graph,
+    session_and_fused_graph,
+)
 from reranker.logits import logits_to_scores, raw_logits, sigmoid
 from reranker.model_files import (
     DYNAMIC_QUANTIZATION_OPS,
@@ -145,15 +150,16 @@ class _BestOfWindows:
 
 
 def exact_batch_session(
-    model_bytes: bytes, options: EngineOptions
+    fused: bytes, options: EngineOptions
 ) -> tuple[ort.InferenceSession | None, str | None]:
-    """The int8 model's exact-batch session, or None and why the graph cannot have one."""
+    """The exact-batch session of an int8 model's fused graph (session_and_fused_graph), or None and why the
+    graph cannot have one."""
     try:
-        graph = exact_batch_graph(model_bytes)
-        session_settings = session_options(options.intra_op_threads, allow_spinning=options.allow_spinning)
-        return ort.InferenceSession(
-            graph, batch_session_options(session_settings), providers=["CPUExecutionProvider"]
-        ), None
+        graph = batched_graph(fused)
+        settings = batch_session_options(
+            session_options(options.intra_op_threads, allow_spinning=options.allow_spinning)
+        )
+        return ort.InferenceSession(graph, settings, providers=["CPUExecutionProvider"]), None
     except ExactBatchesUnsupported as exc:
         return None, str(exc)
     except Exception as exc:  # noqa: BLE001  onnxruntime's untyped errors: a rewritten graph it refuses runs alone
@@ -222,22 +228,22 @@ class CrossEncoder:
         tokenizer, pad_id = load_tokenizer(model_dir, options.max_length)
         onnx_path = find_onnx_file(model_dir)
         model_bytes = onnx_path.read_bytes()
+        quantized = any(op in model_bytes for op in DYNAMIC_QUANTIZATION_OPS)
         thread_counts = [options.intra_op_threads] + ([options.tail_threads] if options.tail_threads else [])
+        fused: bytes | None = None
         try:
-            session, *tail = [
-                ort.InferenceSession(
-                    model_bytes,
-                    session_options(threads, allow_spinning=options.allow_spinning),
-                    providers=["CPUExecutionProvider"],
-                )
-                for threads in thread_counts
-            ]
+            sessions = []
+            for threads in thread_counts:
+                settings = session_options(threads, allow_spinning=options.allow_spinning)
+                if options.exact_batches and quantized and fused is None:
+                    session, fused = session_and_fused_graph(model_bytes, settings)
+                else:
+                    session = ort.InferenceSession(model_bytes, settings, providers=["CPUExecutionProvider"])
+                sessions.append(session)
         except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt graphs
             raise ModelFileInvalid(f"model file {onnx_path.name} is not a loadable ONNX model") from exc
-        quantized = any(op in model_bytes for op in DYNAMIC_QUANTIZATION_OPS)
-        batch_session, refused = None, None
-        if options.exact_batches and quantized:
-            batch_session, refused = exact_batch_session(model_bytes, options)
+        session, *tail = sessions
+        batch_session, refused = exact_batch_session(fused, options) if fused is not None else (None, None)
         return cls(
             name=model_dir.name,
             session=session,

@@ -11,7 +11,7 @@ pair's own positions only, with onnxruntime's own formulas:
 
 The integer product runs in MatMulInteger without the A zero point (onnxruntime refuses one per row); the
 zero point times the weights' column sums is then taken off in int32, exactly. The rewritten graph must run
-at the BASIC level (batch_session_options) so that nothing is fused again. A graph this does not understand
+with graph optimization off (batch_session_options) so that nothing is fused again. A graph this does not understand
 is refused with ExactBatchesUnsupported and the engine runs its pairs alone.
 """
 
@@ -69,32 +69,37 @@ class ExactBatchesUnsupported(ValueError):
     """The model's graph cannot be rewritten into exact batches; its pairs run alone."""
 
 
-def fused_graph(model: bytes) -> bytes:
-    """The model as onnxruntime fuses it at the EXTENDED level (the fusions ENABLE_ALL makes on a CPU)."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3
+def session_and_fused_graph(model: bytes, options: ort.SessionOptions) -> tuple[ort.InferenceSession, bytes]:
+    """A session of ``model`` and the graph it runs, as onnxruntime fused it: the rewrite's starting point.
+
+    The per-pair session writes its own optimized graph out (ENABLE_ALL on a CPU fuses exactly what EXTENDED
+    does for these models), so that the batched graph uses the very fused kernels the pairs alone run on.
+    """
     with tempfile.TemporaryDirectory(prefix="exact-batch-") as directory:
         target = Path(directory) / "fused.onnx"
         options.optimized_model_filepath = str(target)
-        ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-        return target.read_bytes()
+        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        options.optimized_model_filepath = ""
+        return session, target.read_bytes()
 
 
 def batch_session_options(options: ort.SessionOptions) -> ort.SessionOptions:
-    """``options`` (the per-pair session's) at the BASIC level: the rewritten graph must not be fused again."""
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    """``options`` (the per-pair session's) with graph optimization off: the rewritten graph is already fused,
+    and must not be fused again (its own Mul/Add chains would be)."""
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return options
 
 
 def exact_batch_graph(model: bytes) -> bytes:
     """The batched graph of an int8 model (its ONNX bytes as FlashRank ships them); see batched_graph."""
-    return batched_graph(fused_graph(model))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return batched_graph(session_and_fused_graph(model, options)[1])
 
 
 def batched_graph(fused: bytes) -> bytes:
-    """The rewritten graph of a fused model (fused_graph), or ExactBatchesUnsupported naming the reason."""
+    """The rewritten graph of a fused model (session_and_fused_graph), or ExactBatchesUnsupported and why."""
     try:
         graph = parse_model(fused)
     except WireFormatError as exc:

@@ -39,13 +39,25 @@ def runs_of(engine: CrossEncoder, query: str, passages: list[str]) -> list[PairI
     return engine.tokenization.encode(query, passages, "truncate").runs
 
 
+@functools.cache
+def per_pair_engine(family: str) -> CrossEncoder:
+    """The engine as it loads without exact batches: the reference every batched row must equal."""
+    return CrossEncoder.load(fixture_model("int8", family))
+
+
 def alone(engine: CrossEncoder, runs: list[PairInput]) -> list[np.ndarray]:
-    return [engine.runner.infer([run])[0] for run in runs]
+    """Each pair's logits run alone, through the per-pair session of an engine loaded without exact batches."""
+    reference = per_pair_engine(engine.name)
+    return [reference.runner.infer([run])[0] for run in runs]
 
 
 def assert_exact(engine: CrossEncoder, runs: list[PairInput]) -> None:
     batched = engine.runner.infer_exact_batch(runs)
     expected = alone(engine, runs)
+    # The per-pair session of an engine with exact batches is the engine's usual one, bit for bit.
+    assert all(
+        np.array_equal(engine.runner.infer([run])[0], row) for run, row in zip(runs, expected, strict=True)
+    )
     assert batched.shape == (len(runs), *expected[0].shape)
     differing = [index for index, row in enumerate(expected) if not np.array_equal(batched[index], row)]
     assert not differing, f"pairs {differing} of lengths {[len(runs[i].ids) for i in differing]} differ"
