@@ -133,10 +133,10 @@ class _Inference:
         "ENGINE_SCHEDULE",
         "auto",
         "`single` (each pair alone, unpadded), `sorted_batches` (length-sorted micro-batches), `exact_batches` "
-        "(short pairs in padded batches of a batched graph that gives each pair exactly the score it gets "
-        "alone, where the run costs measured on the first such request say batches are quicker; a model "
-        "without such a graph runs each pair alone); `auto` = exact batches for int8 models, sorted batches "
-        "for fp32",
+        "(int8 models: a batched graph, built at load, whose padded batches give each pair exactly the score it "
+        "gets alone, for short pairs where the run costs measured on the first such request say batches are "
+        "quicker; a model whose graph cannot be rewritten runs each pair alone); `auto` = single for int8 "
+        "models, sorted batches for fp32",
     )
     engine_batch_size: int = setting(
         "ENGINE_BATCH_SIZE", 8, "micro-batch size for `sorted_batches`", maximum=256
@@ -153,6 +153,14 @@ class _Inference:
         "for `exact_batches`: pairs of more tokens always run alone; the run costs are measured up to this length",
         minimum=2,
         maximum=512,
+    )
+    engine_exact_batch_min_gain_percent: int = setting(
+        "ENGINE_EXACT_BATCH_MIN_GAIN_PERCENT",
+        10,
+        "for `exact_batches`: a batch is planned only where the measured run costs say it saves at least this "
+        "share of the time its pairs take alone (a margin for the measuring error)",
+        minimum=0,
+        maximum=90,
     )
     engine_cost_probe_ms: int = setting(
         "ENGINE_COST_PROBE_MS",

@@ -14,6 +14,12 @@ from tokenizers import Tokenizer
 from reranker.best_of_windows import BestOfWindows
 from reranker.config import Schedule, Settings
 from reranker.errors import ModelFileInvalid
+from reranker.exact_batches import (
+    ExactBatchesUnsupported,
+    batch_session_options,
+    batched_graph,
+    session_and_fused_graph,
+)
 from reranker.model_files import (
     DYNAMIC_QUANTIZATION_OPS,
     check_outputs,
@@ -40,6 +46,7 @@ class EngineOptions:
     batch_size: int = Settings.engine_batch_size
     exact_batch_max_pairs: int = Settings.engine_exact_batch_max_pairs
     exact_batch_max_tokens: int = Settings.engine_exact_batch_max_tokens
+    exact_batch_min_gain_percent: int = Settings.engine_exact_batch_min_gain_percent
     cost_probe_ms: int = Settings.engine_cost_probe_ms
     intra_op_threads: int = Settings.ort_intra_op_threads
     allow_spinning: bool = Settings.ort_allow_spinning
@@ -51,6 +58,9 @@ class EngineOptions:
     long_documents: LongDocuments = Settings.long_documents
     window_max_per_passage: int = Settings.window_max_per_passage
     window_overlap_tokens: int = Settings.window_overlap_tokens
+    # int8 models: also load the exact-batch graph (exact_batches.py), for the exact_batches schedule (which
+    # "auto" becomes when there is one). The settings ask for it with ENGINE_SCHEDULE=exact_batches only.
+    exact_batches: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineOptions:
@@ -61,6 +71,7 @@ class EngineOptions:
             batch_size=settings.engine_batch_size,
             exact_batch_max_pairs=settings.engine_exact_batch_max_pairs,
             exact_batch_max_tokens=settings.engine_exact_batch_max_tokens,
+            exact_batch_min_gain_percent=settings.engine_exact_batch_min_gain_percent,
             cost_probe_ms=settings.engine_cost_probe_ms,
             intra_op_threads=settings.ort_intra_op_threads,
             allow_spinning=settings.ort_allow_spinning,
@@ -69,6 +80,7 @@ class EngineOptions:
             long_documents=settings.long_documents,
             window_max_per_passage=settings.window_max_per_passage,
             window_overlap_tokens=settings.window_overlap_tokens,
+            exact_batches=settings.engine_schedule == "exact_batches",
         )
 
     @property
@@ -101,6 +113,23 @@ class ScoreReport:
         return all(score is not None for score in self.scores)
 
 
+def exact_batch_session(
+    fused: bytes, options: EngineOptions
+) -> tuple[ort.InferenceSession | None, str | None]:
+    """The exact-batch session of an int8 model's fused graph (session_and_fused_graph), or None and why the
+    graph cannot have one."""
+    try:
+        graph = batched_graph(fused)
+        settings = batch_session_options(
+            session_options(options.intra_op_threads, allow_spinning=options.allow_spinning)
+        )
+        return ort.InferenceSession(graph, settings, providers=["CPUExecutionProvider"]), None
+    except ExactBatchesUnsupported as exc:
+        return None, str(exc)
+    except Exception as exc:  # noqa: BLE001  onnxruntime's untyped errors: a rewritten graph it refuses runs alone
+        return None, f"onnxruntime refused the rewritten graph: {type(exc).__name__}"
+
+
 class CrossEncoder:
     """A FlashRank pairwise model: scores (query, passage) pairs, one passage independent of the others."""
 
@@ -119,8 +148,11 @@ class CrossEncoder:
         fixture: bool = False,
         tail_session: ort.InferenceSession | None = None,
         batch_session: ort.InferenceSession | None = None,
+        exact_batches_refused: str | None = None,
     ) -> None:
         self.name = name
+        # Why an int8 model asked for exact batches has none (its pairs then run alone).
+        self.exact_batches_refused = exact_batches_refused
         self.fixture = fixture
         self.sha256 = sha256
         self.quantized = quantized
@@ -147,6 +179,7 @@ class CrossEncoder:
             tail_session=tail_session,
             batch_session=batch_session,
             exact_batch_max_tokens=min(options.exact_batch_max_tokens, self._max_length),
+            exact_batch_min_gain=options.exact_batch_min_gain_percent / 100,
             cost_probe_seconds=options.cost_probe_ms / 1000,
         )
         if "input_ids" not in self.runner.input_names:
@@ -161,30 +194,36 @@ class CrossEncoder:
         tokenizer, pad_id = load_tokenizer(model_dir, options.max_length)
         onnx_path = find_onnx_file(model_dir)
         model_bytes = onnx_path.read_bytes()
+        quantized = any(op in model_bytes for op in DYNAMIC_QUANTIZATION_OPS)
         thread_counts = [options.intra_op_threads] + ([options.tail_threads] if options.tail_threads else [])
+        fused: bytes | None = None
         try:
-            session, *tail = [
-                ort.InferenceSession(
-                    model_bytes,
-                    session_options(threads, allow_spinning=options.allow_spinning),
-                    providers=["CPUExecutionProvider"],
-                )
-                for threads in thread_counts
-            ]
+            sessions = []
+            for threads in thread_counts:
+                settings = session_options(threads, allow_spinning=options.allow_spinning)
+                if options.exact_batches and quantized and fused is None:
+                    session, fused = session_and_fused_graph(model_bytes, settings)
+                else:
+                    session = ort.InferenceSession(model_bytes, settings, providers=["CPUExecutionProvider"])
+                sessions.append(session)
         except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt graphs
             raise ModelFileInvalid(f"model file {onnx_path.name} is not a loadable ONNX model") from exc
+        session, *tail = sessions
+        batch_session, refused = exact_batch_session(fused, options) if fused is not None else (None, None)
         return cls(
             name=model_dir.name,
             session=session,
             tokenizer=tokenizer,
             pad_id=pad_id,
             sha256=hashlib.sha256(model_bytes).hexdigest(),
-            quantized=any(op in model_bytes for op in DYNAMIC_QUANTIZATION_OPS),
+            quantized=quantized,
             options=options,
             onnx_file=onnx_path.name,
             onnx_bytes=len(model_bytes),
             fixture=is_generated_fixture(model_dir),
             tail_session=tail[0] if tail else None,
+            batch_session=batch_session,
+            exact_batches_refused=refused,
         )
 
     def describe(self) -> dict[str, object]:
@@ -199,6 +238,8 @@ class CrossEncoder:
             "run_costs": costs.describe() if (costs := self.runner.measured_costs) else None,
             "max_length": self._max_length,
             "parallel_runs": self.options.parallel_runs,
+            "exact_batches": self.runner.batch_session is not None,
+            "exact_batches_refused": self.exact_batches_refused,
             "options": asdict(self.options),
         }
 

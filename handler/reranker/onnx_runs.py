@@ -75,8 +75,9 @@ class OnnxRunner:
     ``tail_session`` (the same model with more intra-op threads), when given, runs the request's tail: each
     batch that starts when fewer batches are left than ``parallel_runs`` (see runs_in_the_tail).
 
-    ``exact_batches`` needs ``batch_session``, a batched graph whose padded batches give each pair exactly the
-    logits the original graph gives it alone: pairs of up to ``exact_batch_max_tokens`` tokens run in its
+    ``batch_session``, when given, is an int8 model's exact-batch graph (exact_batches.py): infer_exact_batch
+    runs a padded batch through it, every pair's logits bit for bit those the pair gets alone in ``session``.
+    The ``exact_batches`` schedule needs it: pairs of up to ``exact_batch_max_tokens`` tokens run in its
     batches of up to ``batch_size`` pairs where this environment's run costs (measured on the first request
     that could batch) say that is quicker (run_plan.py); the others run alone through ``session``.
     """
@@ -92,6 +93,7 @@ class OnnxRunner:
         tail_session: ort.InferenceSession | None = None,
         batch_session: ort.InferenceSession | None = None,
         exact_batch_max_tokens: int = 0,
+        exact_batch_min_gain: float = 0.0,
         cost_probe_seconds: float = 0.0,
         costs: RunCosts | None = None,
     ) -> None:
@@ -101,13 +103,14 @@ class OnnxRunner:
             )
         self.session = session
         self.tail_session = tail_session
-        self.batch_session = batch_session if schedule == "exact_batches" else None
+        self.batch_session = batch_session
         self.schedule = schedule
         self.input_names = frozenset(node.name for node in session.get_inputs())
         self._pad_id = pad_id
         self._batch_size = batch_size
         self._parallel_runs = parallel_runs
         self._exact_batch_max_tokens = exact_batch_max_tokens
+        self._exact_batch_min_gain = exact_batch_min_gain
         self._cost_probe_seconds = cost_probe_seconds
         self._costs = costs  # None: measured when first needed
         self._costs_lock = threading.Lock()
@@ -129,7 +132,11 @@ class OnnxRunner:
                 yield [run]
             return
         plan = plan_runs(
-            lengths, self.run_costs(), max_batch_pairs=self._batch_size, parallel_runs=self._parallel_runs
+            lengths,
+            self.run_costs(),
+            max_batch_pairs=self._batch_size,
+            parallel_runs=self._parallel_runs,
+            min_gain=self._exact_batch_min_gain,
         )
         for planned in plan:
             yield [runs[position] for position in planned.pairs]
@@ -144,7 +151,7 @@ class OnnxRunner:
         if costs is not None:
             return costs
         batch_session = self.batch_session
-        if batch_session is None:
+        if batch_session is None or self.schedule != "exact_batches":
             raise ValueError("run costs are only measured for the exact_batches schedule")
         with self._costs_lock:
             if self._costs is None:
@@ -196,10 +203,23 @@ class OnnxRunner:
         return self._mask_row[:, :length]
 
     def infer(self, batch: Batch, session: ort.InferenceSession | None = None) -> np.ndarray:
-        """The batch's logits; an exact batch of several pairs always runs on the batch session."""
-        if self.batch_session is not None and len(batch) > 1:
-            session = self.batch_session
+        """The batch's logits through ``session`` (default: the per-pair session), padded if it holds several."""
         return np.asarray((session or self.session).run(None, self.feed(batch))[0])
+
+    def infer_exact_batch(self, batch: Batch) -> np.ndarray:
+        """The logits of ``batch`` run as one padded batch through batch_session: one row per pair, each
+        equal bit for bit to the row the pair gets alone through ``session``."""
+        if self.batch_session is None:
+            raise RuntimeError(
+                "this model has no exact-batch session (int8 models loaded with exact_batches)"
+            )
+        return np.asarray(self.batch_session.run(None, self.feed(batch))[0])
+
+    def session_of(self, batch: Batch, left_to_start: int) -> ort.InferenceSession:
+        """The session a planned batch runs on: an exact batch of several pairs on the batch session."""
+        if self.schedule == "exact_batches" and len(batch) > 1 and self.batch_session is not None:
+            return self.batch_session
+        return self.session_for(left_to_start)
 
     def session_for(self, left_to_start: int) -> ort.InferenceSession:
         """The session of a batch that starts with ``left_to_start`` batches not yet started (itself included)."""
@@ -216,12 +236,12 @@ class OnnxRunner:
         for index, batch in enumerate(batches):
             if should_stop is not None and should_stop():
                 break
-            if self._pool is None:
-                yield batch, self.infer(batch)
-                continue
             # The pool starts batches in the order they are submitted, so this one starts with the batches
             # from it to the end not yet started.
-            session = self.session_for(len(batches) - index)
+            session = self.session_of(batch, len(batches) - index)
+            if self._pool is None:
+                yield batch, self.infer(batch, session)
+                continue
             in_flight.append((batch, self._pool.submit(self.infer, batch, session)))
             if len(in_flight) >= IN_FLIGHT_PER_WORKER * self._parallel_runs:
                 done, future = in_flight.popleft()

@@ -22,14 +22,21 @@ class PlannedRun:
 
 
 def plan_runs(
-    lengths: Sequence[int], costs: RunCosts, *, max_batch_pairs: int, parallel_runs: int = 1
+    lengths: Sequence[int],
+    costs: RunCosts,
+    *,
+    max_batch_pairs: int,
+    parallel_runs: int = 1,
+    min_gain: float = 0.0,
 ) -> list[PlannedRun]:
     """Every pair (by position in ``lengths``, its token count) planned into exactly one run.
 
     Pairs of at most ``costs.max_tokens`` tokens are sorted by length, so that a batch pads little, and cut into
     consecutive groups by dynamic programming: each group runs as one padded batch of up to ``max_batch_pairs``
     or each of its pairs alone, whichever the costs say is quicker (all alone is one of the plans weighed, so the
-    plan is never estimated slower than it). Longer pairs run alone.
+    plan is never estimated slower than it). Longer pairs run alone. A batch is weighed as if it took
+    1 / (1 - ``min_gain``) times its estimate: it must save at least that share of the time, a margin for the
+    costs' own error (0.1: batches only where they save a tenth).
 
     With ``parallel_runs`` workers, a batch holds at most an even share of the short pairs, so that every worker
     gets some of them, and the runs go costliest first, so that the request's tail is made of the cheapest
@@ -47,7 +54,7 @@ def plan_runs(
             tuple(short[start:end]),
             costs.single(ordered[start]) if end - start == 1 else costs.batch(end - start, ordered[end - 1]),
         )
-        for start, end in _cheapest_groups(ordered, costs, largest)
+        for start, end in _cheapest_groups(ordered, costs, largest, 1 / (1 - min_gain))
     ] + [
         PlannedRun((position,), costs.single(tokens))
         for position, tokens in enumerate(lengths)
@@ -60,7 +67,9 @@ def plan_runs(
     return planned
 
 
-def _cheapest_groups(ordered: list[int], costs: RunCosts, largest: int) -> list[tuple[int, int]]:
+def _cheapest_groups(
+    ordered: list[int], costs: RunCosts, largest: int, batch_weight: float
+) -> list[tuple[int, int]]:
     """(start, end) of each group: a batch of ``ordered[start:end]`` (ascending lengths), or one pair alone.
 
     best[end] is the least cost of the first ``end`` pairs; a batch ending at ``end`` pads to ordered[end - 1].
@@ -76,7 +85,7 @@ def _cheapest_groups(ordered: list[int], costs: RunCosts, largest: int) -> list[
         chosen, cheapest = 1, best[end - 1] + (single_base + single_per_token * length)
         per_row = costs.batch_per_row + costs.batch_per_token * length
         for rows in range(2, min(largest, end) + 1):
-            cost = best[end - rows] + (batch_base + rows * per_row)
+            cost = best[end - rows] + (batch_base + rows * per_row) * batch_weight
             if cost < cheapest:
                 chosen, cheapest = rows, cost
         best[end], size[end] = cheapest, chosen

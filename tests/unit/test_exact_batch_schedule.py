@@ -1,9 +1,10 @@
 """The exact_batches schedule: planned runs keep every pair's logit on its own passage, windows and deadlines work.
 
-A graph whose padded batches are exact by construction (the masked sum of the ids: integer sums, exact in any
-order) makes a batched run's logits comparable bit for bit with runs alone. The int8 fixtures run through their
-own session as a stand-in for a batched graph: same cost shape, not exact, so they are compared with runs alone
-only where a plan holds no batch.
+Every int8 family runs through its real exact-batch graph (exact_batches.py) and must score every passage bit for
+bit as the single schedule does. Beside it, a graph whose padded batches are exact by construction (the masked
+sum of the ids: integer sums, exact in any order) tests the scheduler alone, and the int8 fixtures' own session
+stands in for a batched graph where only the plan's bookkeeping is under test (not exact: compared with runs
+alone only where a plan holds no batch).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from reranker.config import Settings
 from reranker.engine import CrossEncoder, EngineOptions
 from reranker.model_files import load_tokenizer
 from reranker.onnx_runs import OnnxRunner, resolve_schedule
 from reranker.run_costs import RunCosts
-from tests.models import MODEL_NAME, fixture_model
+from tests.models import FAMILY_NAMES, MODEL_NAME, fixture_model
 from tools.fixture_model.__main__ import ONNX_FILE
 from tools.fixture_model.corpus import CorpusGenerator
 
@@ -77,10 +79,14 @@ def batching(
     options: EngineOptions | None = None,
     *,
     costs: RunCosts | None = BATCHES_PAY,
+    stand_in: bool = True,
 ) -> CrossEncoder:
-    """The model loaded as it is, then run on the exact_batches schedule with its own session as batch session."""
+    """The model on the exact_batches schedule with the given costs (None: measured), its batches run on its
+    real exact-batch graph, or with ``stand_in`` on its own session."""
     options = options or EngineOptions()
-    encoder = CrossEncoder.load(model_dir, options)
+    encoder = CrossEncoder.load(model_dir, dataclasses.replace(options, exact_batches=not stand_in))
+    batch_session = encoder.runner.session if stand_in else encoder.runner.batch_session
+    assert batch_session is not None, encoder.exact_batches_refused
     _, pad_id = load_tokenizer(model_dir, options.max_length)
     encoder.schedule = "exact_batches"
     encoder.runner = OnnxRunner(
@@ -89,7 +95,7 @@ def batching(
         schedule="exact_batches",
         batch_size=options.exact_batch_max_pairs,
         parallel_runs=options.parallel_runs,
-        batch_session=encoder.runner.session,
+        batch_session=batch_session,
         exact_batch_max_tokens=min(options.exact_batch_max_tokens, encoder.max_length),
         costs=costs,
     )
@@ -193,6 +199,66 @@ def test_the_first_request_that_could_batch_measures_the_costs_once(masked_sum_d
     assert isinstance(described, dict) and described["max_tokens"] == 64
 
 
+# --- every int8 family through its real exact-batch graph ------------------------------------------------------
+
+
+@pytest.mark.parametrize("parallel_runs", [1, 2])
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_exact_batches_give_every_passage_bit_for_bit_its_score_alone(
+    family: str, parallel_runs: int
+) -> None:
+    # Given a request of short and long passages, planned into exact batches and runs alone
+    query, passages = mixed_request(seed=26, count=48)
+    exact = batching(
+        fixture_model("int8", family), EngineOptions(parallel_runs=parallel_runs), stand_in=False
+    )
+    sizes = planned_batches(exact, query, passages)
+    assert max(sizes) > 1 and 1 in sizes
+    # Then every passage's logit and score are, bit for bit, those of the single schedule
+    alone = CrossEncoder.load(fixture_model("int8", family), EngineOptions(schedule="single"))
+    got = exact.score(query, passages, with_logits=True)
+    expected = alone.score(query, passages, with_logits=True)
+    assert got.logits == expected.logits
+    assert got.scores == expected.scores
+
+
+def test_exact_batches_in_window_mode_and_under_a_deadline() -> None:
+    query, passages = mixed_request(seed=27, count=30)
+    passages[3] = "a long passage about airships " * 200
+    options = EngineOptions(long_documents="window", window_max_per_passage=3)
+    exact = batching(fixture_model("int8"), options, stand_in=False)
+    alone = CrossEncoder.load(fixture_model("int8"), dataclasses.replace(options, schedule="single"))
+    expected = alone.score(query, passages, with_logits=True)
+    assert exact.score(query, passages, with_logits=True).logits == expected.logits
+    checks = {"count": 0}
+
+    def stop_after_two() -> bool:
+        checks["count"] += 1
+        return checks["count"] > 2
+
+    stopped = exact.score(query, passages, should_stop=stop_after_two, with_logits=True)
+    assert stopped.logits is not None and expected.logits is not None
+    scored = [index for index, logit in enumerate(stopped.logits) if logit is not None]
+    assert scored and len(scored) < len(passages)
+    assert all(stopped.logits[index] == expected.logits[index] for index in scored)
+
+
+def test_the_exact_schedule_as_the_settings_ask_for_it_measures_its_costs_and_stays_exact() -> None:
+    settings = Settings.from_env({"ENGINE_SCHEDULE": "exact_batches", "ENGINE_PARALLEL_RUNS": "1"})
+    options = EngineOptions.from_settings(settings)
+    assert options.exact_batches is True
+    encoder = CrossEncoder.load(fixture_model("int8"), options)
+    assert encoder.schedule == "exact_batches" and encoder.describe()["exact_batches"] is True
+    query, passages = mixed_request(seed=28, count=40)
+    got = encoder.score(query, passages, with_logits=True)
+    assert encoder.runner.measured_costs is not None
+    alone = CrossEncoder.load(fixture_model("int8"), EngineOptions(schedule="single"))
+    assert got.logits == alone.score(query, passages, with_logits=True).logits
+    # and by default (auto) an int8 model builds no batched graph and runs each pair alone
+    default = CrossEncoder.load(fixture_model("int8"), EngineOptions.from_settings(Settings.from_env({})))
+    assert default.schedule == "single" and default.runner.batch_session is None
+
+
 # --- the int8 fixtures, with their own session standing in for a batched graph ----------------------------------
 
 
@@ -221,7 +287,7 @@ def test_int8_batches_carry_each_rows_logit_to_its_passage() -> None:
     assert got == [expected[index] for index in range(len(passages))]
 
 
-def test_the_probe_measures_the_nano_quickly_enough_to_matter_little() -> None:
+def test_the_probe_fits_costs_on_the_nano() -> None:
     encoder = batching(fixture_model("int8"), costs=None)
     encoder.score("q", ["warm", "up"])  # measures
     costs = encoder.runner.measured_costs

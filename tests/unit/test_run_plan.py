@@ -61,11 +61,14 @@ def all_alone_cost(lengths: list[int], costs: RunCosts) -> float:
     costs=_COSTS,
     max_batch_pairs=st.integers(1, 64),
     parallel_runs=st.integers(1, 6),
+    min_gain=st.sampled_from([0.0, 0.1, 0.5]),
 )
 def test_every_pair_is_planned_once_batches_are_sorted_and_the_plan_is_never_costlier_than_all_alone(
-    lengths: list[int], costs: RunCosts, max_batch_pairs: int, parallel_runs: int
+    lengths: list[int], costs: RunCosts, max_batch_pairs: int, parallel_runs: int, min_gain: float
 ) -> None:
-    plan = plan_runs(lengths, costs, max_batch_pairs=max_batch_pairs, parallel_runs=parallel_runs)
+    plan = plan_runs(
+        lengths, costs, max_batch_pairs=max_batch_pairs, parallel_runs=parallel_runs, min_gain=min_gain
+    )
     planned = [position for run in plan for position in run.pairs]
     assert sorted(planned) == list(range(len(lengths)))
     for run in plan:
@@ -82,25 +85,35 @@ def test_every_pair_is_planned_once_batches_are_sorted_and_the_plan_is_never_cos
 
 
 @settings(max_examples=200, deadline=None)
-@given(lengths=st.lists(st.integers(1, 80), max_size=9), costs=_COSTS, max_batch_pairs=st.integers(2, 9))
+@given(
+    lengths=st.lists(st.integers(1, 80), max_size=9),
+    costs=_COSTS,
+    max_batch_pairs=st.integers(2, 9),
+    min_gain=st.sampled_from([0.0, 0.2]),
+)
 def test_the_plan_is_the_cheapest_of_all_groupings_of_the_sorted_pairs(
-    lengths: list[int], costs: RunCosts, max_batch_pairs: int
+    lengths: list[int], costs: RunCosts, max_batch_pairs: int, min_gain: float
 ) -> None:
-    # Every way to cut the sorted short pairs into consecutive groups, each a batch or pairs alone.
-    plan = plan_runs(lengths, costs, max_batch_pairs=max_batch_pairs)
+    # Every way to cut the sorted short pairs into consecutive groups, each a batch or pairs alone, a batch
+    # weighed at its cost / (1 - min_gain).
+    plan = plan_runs(lengths, costs, max_batch_pairs=max_batch_pairs, min_gain=min_gain)
+    weight = 1 / (1 - min_gain)
     short = sorted(tokens for tokens in lengths if tokens <= costs.max_tokens)
     long_cost = sum(costs.single(tokens) for tokens in lengths if tokens > costs.max_tokens)
     best = min(
         (
-            _grouping_cost(short, cuts, costs, max_batch_pairs)
+            _grouping_cost(short, cuts, costs, max_batch_pairs, weight)
             for cuts in itertools.product([False, True], repeat=max(0, len(short) - 1))
         ),
         default=0.0,
     )
-    assert plan_cost(plan) == pytest.approx(best + long_cost, rel=1e-9, abs=1e-15)
+    weighed = sum(run.seconds * (weight if run.batched else 1.0) for run in plan)
+    assert weighed == pytest.approx(best + long_cost, rel=1e-9, abs=1e-15)
 
 
-def _grouping_cost(short: list[int], cuts: tuple[bool, ...], costs: RunCosts, largest: int) -> float:
+def _grouping_cost(
+    short: list[int], cuts: tuple[bool, ...], costs: RunCosts, largest: int, weight: float
+) -> float:
     groups: list[list[int]] = [[short[0]]] if short else []
     for tokens, cut in zip(short[1:], cuts, strict=True):
         if cut:
@@ -110,7 +123,7 @@ def _grouping_cost(short: list[int], cuts: tuple[bool, ...], costs: RunCosts, la
     total = 0.0
     for group in groups:
         alone = sum(costs.single(tokens) for tokens in group)
-        batched = costs.batch(len(group), group[-1]) if 1 < len(group) <= largest else alone
+        batched = costs.batch(len(group), group[-1]) * weight if 1 < len(group) <= largest else alone
         total += min(alone, batched)
     return total
 
@@ -124,6 +137,18 @@ def test_short_pairs_go_to_batches_and_long_ones_run_alone() -> None:
     assert sum(len(run.pairs) for run in plan if run.batched) == 40
     assert all(len(run.pairs) <= 16 for run in plan)
     assert plan_cost(plan) < 0.6 * all_alone_cost(lengths, NANO_LIKE)
+
+
+def test_a_batch_that_saves_less_than_the_margin_is_not_planned() -> None:
+    # Given four pairs of 20 tokens: alone 4 x 160 us = 640 us, one batch 200 + 4 x 52 us = 408 us (36 % less)
+    lengths = [20, 20, 20, 20]
+    assert plan_runs(lengths, NANO_LIKE, max_batch_pairs=4, min_gain=0.3)[0].pairs == (0, 1, 2, 3)
+    assert [run.pairs for run in plan_runs(lengths, NANO_LIKE, max_batch_pairs=4, min_gain=0.4)] == [
+        (0,),
+        (1,),
+        (2,),
+        (3,),
+    ]
 
 
 def test_when_batches_never_pay_every_pair_runs_alone_in_order() -> None:

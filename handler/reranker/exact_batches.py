@@ -1,0 +1,283 @@
+"""Exact padded batches for int8 models: a second graph that scores every pair of a batch as it scores alone.
+
+Dynamic int8 quantization picks one activation scale and zero point per tensor, so in a padded batch a pair's
+score depends on its neighbours. This rewrites the graph onnxruntime runs (fused at the EXTENDED level, as
+ENABLE_ALL fuses it for the per-pair session) so that each quantized matmul quantizes per pair, over the
+pair's own positions only, with onnxruntime's own formulas:
+
+    min, max = min(valid, 0), max(valid, 0);  scale = (max - min) / 255, or 1 when max == min
+    zero point = round_half_even(clip(0 - min / scale, 0, 255));  a = saturate(round(x / scale) + zero point)
+    y = float(sum((a - zero point) * (w - w_zero point))) * (scale * w_scale) + bias
+
+The integer product runs in MatMulInteger without the A zero point (onnxruntime refuses one per row); the
+zero point times the weights' column sums is then taken off in int32, exactly. The rewritten graph must run
+with graph optimization off (batch_session_options) so that nothing is fused again. A graph this does not understand
+is refused with ExactBatchesUnsupported and the engine runs its pairs alone.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from reranker.onnx_wire import (
+    BOOL,
+    FLOAT,
+    INT32,
+    UINT8,
+    Graph,
+    Node,
+    WireFormatError,
+    encode_initializer,
+    int_attribute,
+    ints_attribute,
+    parse_model,
+)
+
+MS_DOMAIN = "com.microsoft"
+# The quantized matmuls the rewrite replaces, as onnxruntime's EXTENDED level fuses quantize_dynamic's output.
+DYNAMIC_QUANTIZE_MATMUL = (MS_DOMAIN, "DynamicQuantizeMatMul")
+MATMUL_INTEGER_TO_FLOAT = (MS_DOMAIN, "MatMulIntegerToFloat")
+DYNAMIC_QUANTIZE_LINEAR = ("", "DynamicQuantizeLinear")
+# Every other op the rewritten graph may hold: each computes a row of the batch from that row alone, or (the
+# attention's Softmax and MatMul) gives padded positions a weight of exactly zero. Proven bit for bit on every
+# int8 family fixture by tests/unit/test_exact_batches.py; any op not listed refuses the graph.
+ROW_WISE_OPS = frozenset(
+    {
+        ("", op)
+        for op in (
+            "Add", "Cast", "Clip", "Concat", "Constant", "DequantizeLinear", "Div", "Equal", "Erf", "Gather",
+            "Identity", "LayerNormalization", "MatMul", "Mul", "Pow", "Range", "ReduceMean", "Reshape",
+            "Shape", "Slice", "Softmax", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Where",
+        )
+    }
+    | {
+        (MS_DOMAIN, op)
+        for op in ("BiasGelu", "FastGelu", "FusedMatMul", "Gelu", "SimplifiedLayerNormalization", "SkipLayerNormalization",
+                   "SkipSimplifiedLayerNormalization")
+    }
+)  # fmt: skip
+MIN_OPSET = 13  # QuantizeLinear's per-axis scale
+PREFIX = "exact_batch/"
+
+
+class ExactBatchesUnsupported(ValueError):
+    """The model's graph cannot be rewritten into exact batches; its pairs run alone."""
+
+
+def session_and_fused_graph(model: bytes, options: ort.SessionOptions) -> tuple[ort.InferenceSession, bytes]:
+    """A session of ``model`` and the graph it runs, as onnxruntime fused it: the rewrite's starting point.
+
+    The per-pair session writes its own optimized graph out (ENABLE_ALL on a CPU fuses exactly what EXTENDED
+    does for these models), so that the batched graph uses the very fused kernels the pairs alone run on.
+    """
+    with tempfile.TemporaryDirectory(prefix="exact-batch-") as directory:
+        target = Path(directory) / "fused.onnx"
+        options.optimized_model_filepath = str(target)
+        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        options.optimized_model_filepath = ""
+        return session, target.read_bytes()
+
+
+def batch_session_options(options: ort.SessionOptions) -> ort.SessionOptions:
+    """``options`` (the per-pair session's) with graph optimization off: the rewritten graph is already fused,
+    and must not be fused again (its own Mul/Add chains would be)."""
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return options
+
+
+def exact_batch_graph(model: bytes) -> bytes:
+    """The batched graph of an int8 model (its ONNX bytes as FlashRank ships them); see batched_graph."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return batched_graph(session_and_fused_graph(model, options)[1])
+
+
+def batched_graph(fused: bytes) -> bytes:
+    """The rewritten graph of a fused model (session_and_fused_graph), or ExactBatchesUnsupported and why."""
+    try:
+        graph = parse_model(fused)
+    except WireFormatError as exc:
+        raise ExactBatchesUnsupported(f"the model is not readable: {exc}") from exc
+    return _Rewrite(graph).model()
+
+
+@dataclass
+class _Rewrite:
+    graph: Graph
+    nodes: list[Node] = field(default_factory=list)
+    initializers: list[bytes] = field(default_factory=list)
+    # DynamicQuantizeLinear outputs (quantized, scale, zero point) -> their per-row replacements
+    row_quantized: dict[str, str] = field(default_factory=dict)
+    # Each activation quantized once, however many matmuls read it (attention's query, key and value).
+    _rows: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    _count: int = 0
+
+    def __post_init__(self) -> None:
+        self.opset = self.graph.opsets.get("", 0)
+        if self.opset < MIN_OPSET:
+            raise ExactBatchesUnsupported(f"opset {self.opset} is older than {MIN_OPSET}")
+        for name in ("input_ids", "attention_mask"):
+            if name not in self.graph.inputs:
+                raise ExactBatchesUnsupported(f"the graph has no {name} input")
+        ids = self.graph.inputs["input_ids"].dims
+        if ids is None or len(ids) != 2 or not all(isinstance(dim, str) and dim for dim in ids):
+            raise ExactBatchesUnsupported("input_ids has no named (batch, sequence) dimensions")
+        self.batch_dim = ids[0]
+        self.zero = self.constant("zero", np.array(0.0, np.float32))
+        self.one = self.constant("one", np.array(1.0, np.float32))
+        self.levels = self.constant("levels", np.array(255.0, np.float32))
+        self.flat = self.constant("flat", np.array([-1], np.int64))
+        mask = self.op("Cast", ["attention_mask"], int_attribute("to", BOOL))
+        self.mask = self.op("Reshape", [mask, self.constant("mask_shape", np.array([0, 0, 1], np.int64))])
+
+    def model(self) -> bytes:
+        quantized = {DYNAMIC_QUANTIZE_MATMUL, MATMUL_INTEGER_TO_FLOAT}
+        if not any((node.domain, node.op_type) in quantized for node in self.graph.nodes):
+            raise ExactBatchesUnsupported("the graph has no dynamically quantized matmul")
+        for node in self.graph.nodes:
+            key = ("" if node.domain == "ai.onnx" else node.domain, node.op_type)
+            if key == DYNAMIC_QUANTIZE_MATMUL:
+                self.dynamic_quantize_matmul(node)
+            elif key == DYNAMIC_QUANTIZE_LINEAR:
+                self.dynamic_quantize_linear(node)
+            elif key == MATMUL_INTEGER_TO_FLOAT:
+                self.matmul_integer_to_float(node)
+            elif key in ROW_WISE_OPS:
+                self.nodes.append(node)
+            else:
+                raise ExactBatchesUnsupported(
+                    f"op {node.domain or 'ai.onnx'}.{node.op_type} is not known row-wise"
+                )
+        # A quantizer's outputs are replaced per row: only the matmuls rewritten here may read them.
+        for node in self.nodes:
+            stale = set(node.inputs) & self.row_quantized.keys()
+            if stale:
+                raise ExactBatchesUnsupported(
+                    f"{node.op_type} {node.name} reads the quantized {sorted(stale)}"
+                )
+        return self.graph.to_bytes(self.nodes, self.initializers)
+
+    # --- building blocks -------------------------------------------------------------------------
+
+    def name(self, what: str) -> str:
+        self._count += 1
+        return f"{PREFIX}{what}_{self._count}"
+
+    def constant(self, what: str, value: np.ndarray) -> str:
+        name = self.name(what)
+        self.initializers.append(encode_initializer(name, value))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], attributes: bytes = b"") -> str:
+        output = self.name(op_type)
+        self.nodes.append(Node(op_type, tuple(inputs), (output,), name=output, attributes=attributes))
+        return output
+
+    def reduce(self, op_type: str, x: str, axes: list[int]) -> str:
+        # Axes are an attribute up to opset 17, an input from 18 on.
+        if self.opset < 18:
+            return self.op(op_type, [x], ints_attribute("axes", axes) + int_attribute("keepdims", 1))
+        return self.op(
+            op_type, [x, self.constant("axes", np.array(axes, np.int64))], int_attribute("keepdims", 1)
+        )
+
+    # --- the rewrite ---------------------------------------------------------------------------------
+
+    def quantize_rows(self, x: str) -> tuple[str, str, str]:
+        """x quantized per pair over its valid positions: (uint8 values, scale, uint8 zero point), the
+        last two shaped to broadcast over x's rows (batch, 1[, 1])."""
+        if x in self._rows:
+            return self._rows[x]
+        source = x
+        dims = self.graph.shape_of(x)
+        if dims is None or len(dims) not in (2, 3) or dims[0] != self.batch_dim:
+            raise ExactBatchesUnsupported(f"quantized input {x} is not (batch, ...) shaped: {dims}")
+        if len(dims) == 3:
+            # onnxruntime's shape inference loses the sequence dimension's name (Range): any unnamed size.
+            if not isinstance(dims[1], str):
+                raise ExactBatchesUnsupported(f"quantized input {x} is not (batch, sequence, ...) shaped")
+            # min and max always include 0, so zeroing the padding leaves the valid positions' range.
+            x = self.op("Where", [self.mask, x, self.zero])
+        axes = list(range(1, len(dims)))
+        low = self.op("Min", [self.reduce("ReduceMin", x, axes), self.zero])
+        high = self.op("Max", [self.reduce("ReduceMax", x, axes), self.zero])
+        step = self.op("Div", [self.op("Sub", [high, low]), self.levels])
+        scale = self.op("Where", [self.op("Equal", [high, low]), self.one, step])
+        shifted = self.op("Sub", [self.zero, self.op("Div", [low, scale])])
+        zero_point = self.op(
+            "Cast",
+            [self.op("Round", [self.op("Clip", [shifted, self.zero, self.levels])])],
+            int_attribute("to", UINT8),
+        )
+        quantized = self.op(
+            "QuantizeLinear",
+            [x, self.op("Reshape", [scale, self.flat]), self.op("Reshape", [zero_point, self.flat])],
+            int_attribute("axis", 0),
+        )
+        self._rows[source] = quantized, scale, zero_point
+        return quantized, scale, zero_point
+
+    def integer_matmul(
+        self, rows: tuple[str, str, str], *, weights: str, weight_scale: str, weight_zero_point: str, bias: str,
+        output: str,
+    ) -> None:  # fmt: skip
+        """output = float(sum((a - zp) (w - w_zp))) * (scale * w_scale) + bias, as onnxruntime's fused
+        kernel computes it, from ``rows`` = quantize_rows(a); the per-row zero point is taken off in int32
+        through the weights' column sums."""
+        quantized, scale, zero_point = rows
+        initializer = self.graph.initializers.get(weights)
+        if initializer is None or len(initializer.dims) != 2:
+            raise ExactBatchesUnsupported(f"weights {weights} are not a constant matrix")
+        try:
+            matrix = initializer.array()
+            sums = matrix.sum(axis=0, dtype=np.int64)  # of (w - w_zp): w's sums less rows x w_zp
+            if weight_zero_point:
+                offsets = self.graph.initializers[weight_zero_point].array().astype(np.int64)
+                sums = sums - matrix.shape[0] * offsets
+        except (KeyError, WireFormatError, ValueError) as exc:
+            raise ExactBatchesUnsupported(f"weights {weights} are not readable: {exc}") from exc
+        column_sums = self.constant("column_sums", sums.astype(np.int32))
+        inputs = [quantized, weights] + (["", weight_zero_point] if weight_zero_point else [])
+        product = self.op("MatMulInteger", inputs)
+        offset = self.op("Mul", [self.op("Cast", [zero_point], int_attribute("to", INT32)), column_sums])
+        exact = self.op("Cast", [self.op("Sub", [product, offset])], int_attribute("to", FLOAT))
+        scaled = self.op("Mul", [exact, self.op("Mul", [scale, weight_scale])])
+        if bias:
+            self.nodes.append(Node("Add", (scaled, bias), (output,), name=self.name("Add")))
+        else:
+            self.nodes.append(Node("Identity", (scaled,), (output,), name=self.name("Identity")))
+
+    def dynamic_quantize_matmul(self, node: Node) -> None:
+        a, weights, weight_scale, weight_zero_point, bias = [*node.inputs, *[""] * 5][:5]
+        self.integer_matmul(
+            self.quantize_rows(a), weights=weights, weight_scale=weight_scale,
+            weight_zero_point=weight_zero_point, bias=bias, output=node.outputs[0],
+        )  # fmt: skip
+
+    def dynamic_quantize_linear(self, node: Node) -> None:
+        quantized, scale, zero_point = self.quantize_rows(node.inputs[0])
+        for original, replacement in zip(node.outputs, (quantized, scale, zero_point), strict=False):
+            self.row_quantized[original] = replacement
+
+    def matmul_integer_to_float(self, node: Node) -> None:
+        padded = [*node.inputs, *[""] * 7]
+        a, weights, scale_2, scale_3, a_zero_point, weight_zero_point, bias = padded[:7]
+        # onnxruntime's fusion may swap the two scales; the activation's is the one DynamicQuantizeLinear made.
+        a_scale, weight_scale = (scale_2, scale_3) if scale_2 in self.row_quantized else (scale_3, scale_2)
+        if a not in self.row_quantized or a_scale not in self.row_quantized:
+            raise ExactBatchesUnsupported(f"MatMulIntegerToFloat {node.name} is not fed by a quantizer")
+        if a_zero_point and a_zero_point not in self.row_quantized:
+            raise ExactBatchesUnsupported(f"MatMulIntegerToFloat {node.name} has a constant A zero point")
+        if not a_zero_point:
+            raise ExactBatchesUnsupported(f"MatMulIntegerToFloat {node.name} has no A zero point")
+        rows = (self.row_quantized[a], self.row_quantized[a_scale], self.row_quantized[a_zero_point])
+        self.integer_matmul(
+            rows, weights=weights, weight_scale=weight_scale, weight_zero_point=weight_zero_point, bias=bias,
+            output=node.outputs[0],
+        )  # fmt: skip
