@@ -3,8 +3,9 @@
     python -m tools.engine_overhead [--model DIR] [--passages 50] [--words 4-12] [--repeats 300] [--profile]
 
 Prints the median time of CrossEncoder.score on the request, the median time of the same model runs made
-straight through onnxruntime (the same feeds, built beforehand), and their difference: what tokenizing, feeds and
-bookkeeping add. ``--profile`` prints cProfile's top functions by own time too. A timing: run it on a quiet
+straight through onnxruntime (the same feeds, built beforehand, on the sessions the plan picks), and their
+difference: what tokenizing, feeds, planning and bookkeeping add. ``--schedule exact_batches`` builds the exact
+batch graph and measures the run costs first. ``--profile`` prints cProfile's top functions by own time too. A timing: run it on a quiet
 machine (nothing else busy), pinned to one core, e.g. ``taskset -c 0 python -m tools.engine_overhead``.
 """
 
@@ -53,7 +54,9 @@ def main() -> None:
     parser.add_argument("--passages", type=int, default=50)
     parser.add_argument("--words", default="4-12", help="words per passage, low-high")
     parser.add_argument("--repeats", type=int, default=300)
-    parser.add_argument("--schedule", default="single", choices=["auto", "single", "sorted_batches"])
+    parser.add_argument(
+        "--schedule", default="single", choices=["auto", "single", "sorted_batches", "exact_batches"]
+    )
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     if str(HANDLER_DIR) not in sys.path:
@@ -61,17 +64,20 @@ def main() -> None:
     from reranker.engine import CrossEncoder, EngineOptions
 
     low, high = (int(part) for part in args.words.split("-"))
-    encoder = CrossEncoder.load(args.model, EngineOptions(schedule=args.schedule, parallel_runs=1))
+    options = EngineOptions(
+        schedule=args.schedule, parallel_runs=1, exact_batches=args.schedule == "exact_batches"
+    )
+    encoder = CrossEncoder.load(args.model, options)
     query, passages = short_request(args.passages, (low, high))
     runs = encoder.tokenization.encode(query, passages, "truncate").runs
-    feeds = [encoder.runner.feed(batch) for batch in encoder.runner.batches(runs)]
-    session = encoder.runner.session
+    runner = encoder.runner
+    feeds = [(runner.session_of(batch, 1), runner.feed(batch)) for batch in runner.batches(runs)]
 
     def engine() -> None:
         encoder.score(query, passages)
 
     def runs_only() -> None:
-        for feed in feeds:
+        for session, feed in feeds:
             session.run(None, feed)
 
     for _ in range(20):  # warm up both
@@ -80,7 +86,9 @@ def main() -> None:
     whole = median_seconds(engine, args.repeats)
     bound = median_seconds(runs_only, args.repeats)
     tokens = sum(len(run.ids) for run in runs)
-    print(f"model {args.model.name}, {len(passages)} passages, {tokens} tokens, {len(feeds)} runs")
+    print(
+        f"model {args.model.name}, {encoder.schedule}, {len(passages)} passages, {tokens} tokens, {len(feeds)} runs"
+    )
     print(f"engine.score: {whole * 1e3:.3f} ms (median of {args.repeats})")
     print(f"runs alone:   {bound * 1e3:.3f} ms")
     print(

@@ -16,7 +16,7 @@ PROBE_ROWS = (2, 6)
 # Rounds of timed runs of every probe shape, each shape keeping its quickest (the noise of a shared CPU, and a
 # session's first run, which allocates, only add time); the rounds go round the shapes, so that a burst of noise
 # does not land on every run of one shape. The first round always runs, the others only while they fit in the
-# probe's budget: a large model gets one round (about 40 ms for a MiniLM-L-12 shape), the nano three.
+# probe's budget: a large model gets one round, the nano three.
 PROBE_ROUNDS = 3
 
 Clock = Callable[[], float]
@@ -88,23 +88,34 @@ def measure_run_costs(
 ) -> RunCosts:
     """Time probe runs (``run_single(tokens)``, ``run_batch(rows, length)``) and fit RunCosts to them.
 
-    Every shape runs once, then again in further rounds (up to PROBE_ROUNDS) while another fits in
-    ``budget_seconds``; no untimed warm-up run, which would cost a large model as much as a round.
+    Each kind in turn (half the budget each): one untimed run of its cheapest shape, then rounds of every shape
+    (largest first), the first always, the others (up to PROBE_ROUNDS) while another fits in its half. Each kind's
+    runs together, as the plan runs them: right after the other session's runs a run is slower for a few runs
+    (measured: a nano pair 50 % slower right after a batch). No warm-up at the largest shape: it would cost a
+    large model as much as a round.
     """
-    started = clock()
     shapes = ProbeShapes.up_to(max_tokens)
-    single_best = [math.inf] * len(shapes.single)
-    batch_best = [math.inf] * len(shapes.batch)
+    half = budget_seconds / 2
+    single_best = _quickest(run_single, [(tokens,) for tokens in shapes.single], half, clock)
+    batch_best = _quickest(run_batch, list(shapes.batch), half, clock)
+    return fit_run_costs(shapes, single_best, batch_best, max_tokens)
+
+
+def _quickest(
+    run: Callable[..., object], shapes: list[tuple[int, ...]], budget_seconds: float, clock: Clock
+) -> list[float]:
+    """Each shape's quickest run over the rounds that fit in ``budget_seconds`` (the first always runs)."""
+    started = clock()
+    run(*min(shapes, key=math.prod))
+    best = [math.inf] * len(shapes)
     for _ in range(PROBE_ROUNDS):
         round_started = clock()
-        for index, tokens in enumerate(shapes.single):
-            single_best[index] = min(single_best[index], _timed(clock, run_single, tokens))
-        for index, (rows, length) in enumerate(shapes.batch):
-            batch_best[index] = min(batch_best[index], _timed(clock, run_batch, rows, length))
+        for index, shape in enumerate(shapes):
+            best[index] = min(best[index], _timed(clock, run, *shape))
         now = clock()
         if now + (now - round_started) - started > budget_seconds:
             break
-    return fit_run_costs(shapes, single_best, batch_best, max_tokens)
+    return best
 
 
 def _timed(clock: Clock, run: Callable[..., object], *shape: int) -> float:

@@ -40,8 +40,8 @@ def plan_runs(
 
     With ``parallel_runs`` workers, a batch holds at most an even share of the short pairs, so that every worker
     gets some of them, and the runs go costliest first, so that the request's tail is made of the cheapest
-    runs. With one worker the runs go in the order of their first pair, so that a deadline leaves mostly the
-    last passages unscored, as running each pair alone in order would.
+    runs. With one worker the batches go first, then the runs alone, each in the order of their first pair:
+    a run right after one on the other session is slower (its session's data are out of the cache).
     """
     short = sorted(
         (position for position, tokens in enumerate(lengths) if tokens <= costs.max_tokens),
@@ -63,7 +63,7 @@ def plan_runs(
     if parallel_runs > 1:
         planned.sort(key=lambda run: (-run.seconds, min(run.pairs)))
     else:
-        planned.sort(key=lambda run: min(run.pairs))
+        planned.sort(key=lambda run: (not run.batched, min(run.pairs)))
     return planned
 
 

@@ -157,12 +157,15 @@ def test_when_batches_never_pay_every_pair_runs_alone_in_order() -> None:
     assert [run.pairs for run in plan] == [(0,), (1,), (2,), (3,), (4,)]
 
 
-def test_one_worker_runs_in_the_order_of_each_runs_first_pair() -> None:
-    lengths = [40, 10, 11, 300, 41, 12]
+def test_one_worker_runs_the_batches_then_the_pairs_alone_each_in_order() -> None:
+    lengths = [40, 10, 11, 300, 41, 12, 13, 500]
     plan = plan_runs(lengths, NANO_LIKE, max_batch_pairs=3)
-    firsts = [min(run.pairs) for run in plan]
-    assert firsts == sorted(firsts)
-    assert (3,) in [run.pairs for run in plan]
+    kinds = [run.batched for run in plan]
+    assert kinds == sorted(kinds, reverse=True) and True in kinds and False in kinds
+    for batched in (True, False):
+        firsts = [min(run.pairs) for run in plan if run.batched == batched]
+        assert firsts == sorted(firsts)
+    assert [run.pairs for run in plan][-2:] == [(3,), (7,)]
 
 
 def test_several_workers_share_the_short_pairs_and_start_with_the_costliest_runs() -> None:
@@ -231,30 +234,40 @@ def probe_runs(
     return calls, lambda: now[0], runner("single"), runner("batch")
 
 
-def test_the_probe_keeps_each_shapes_quickest_run_largest_first() -> None:
+def test_the_probe_times_each_kind_together_and_keeps_each_shapes_quickest_run() -> None:
     # Given runs whose first of every shape is five times slower (a first run allocates)
     calls, clock, single, batch = probe_runs()
     # When the costs are measured with room for every round
     got = measure_run_costs(single, batch, 64, budget_seconds=1.0, clock=clock)
-    # Then every shape ran PROBE_ROUNDS times, each kind's largest first
+    # Then each kind ran its cheapest shape untimed, then PROBE_ROUNDS rounds of its shapes, largest first
     shapes = ProbeShapes.up_to(64)
-    assert len(calls) == PROBE_ROUNDS * (len(shapes.single) + len(shapes.batch))
-    assert calls[:3] == [("single", (32,)), ("single", (8,)), ("batch", (2, 32))]
+    singles = [("single", (tokens,)) for tokens in shapes.single]
+    batches = [("batch", shape) for shape in shapes.batch]
+    assert calls == [
+        ("single", (8,)),
+        *singles * PROBE_ROUNDS,
+        ("batch", (2, 8)),
+        *batches * PROBE_ROUNDS,
+    ]
+    assert singles[0] == ("single", (32,)) and batches[0] == ("batch", (2, 32))
     # and the fit is the costs without the slow first runs
     for name in ("single_base", "single_per_token", "batch_base", "batch_per_row", "batch_per_token"):
         assert getattr(got, name) == pytest.approx(getattr(NANO_LIKE, name), rel=1e-6, abs=1e-12)
 
 
 @pytest.mark.parametrize(
-    ("budget_ms", "rounds"), [(0, 1), (2, 1), (3, 2), (4, PROBE_ROUNDS), (100, PROBE_ROUNDS)]
+    ("budget_ms", "single_rounds", "batch_rounds"),
+    [(0, 1, 1), (2, 2, 1), (3, 3, 1), (5, 3, 2), (100, PROBE_ROUNDS, PROBE_ROUNDS)],
 )
-def test_rounds_after_the_first_run_only_while_they_fit_in_the_budget(budget_ms: int, rounds: int) -> None:
-    # NANO_LIKE's probe, every run as quick as the next: 1.28 ms a round
+def test_rounds_after_the_first_run_only_while_they_fit_in_half_the_budget(
+    budget_ms: int, single_rounds: int, batch_rounds: int
+) -> None:
+    # NANO_LIKE's probe, every run as quick as the next: a round of pairs alone takes 0.32 ms, of batches 0.96 ms
     calls, clock, single, batch = probe_runs(first_run_slowdown=1.0)
     measure_run_costs(single, batch, 64, budget_seconds=budget_ms / 1000, clock=clock)
     shapes = ProbeShapes.up_to(64)
-    assert len(calls) == rounds * (len(shapes.single) + len(shapes.batch))
-    assert clock() <= max(budget_ms / 1000, 0.00129)
+    assert len(calls) == 2 + single_rounds * len(shapes.single) + batch_rounds * len(shapes.batch)
+    assert clock() <= max(budget_ms / 1000, 0.00167)
 
 
 @pytest.mark.parametrize("max_tokens", [2, 3, 8, 9, 16, 64, 512])
