@@ -25,7 +25,6 @@ import numpy as np
 import onnxruntime as ort
 
 from reranker.onnx_wire import (
-    BOOL,
     FLOAT,
     INT32,
     UINT8,
@@ -143,10 +142,9 @@ class _Rewrite:
             raise ExactBatchesUnsupported("input_ids has no named (batch, sequence) dimensions")
         self.batch_dim = ids[0]
         self.zero = self.constant("zero", np.array(0.0, np.float32))
-        self.one = self.constant("one", np.array(1.0, np.float32))
         self.levels = self.constant("levels", np.array(255.0, np.float32))
         self.flat = self.constant("flat", np.array([-1], np.int64))
-        mask = self.op("Cast", ["attention_mask"], int_attribute("to", BOOL))
+        mask = self.op("Cast", ["attention_mask"], int_attribute("to", FLOAT))
         self.mask = self.op("Reshape", [mask, self.constant("mask_shape", np.array([0, 0, 1], np.int64))])
 
     def model(self) -> bytes:
@@ -215,13 +213,15 @@ class _Rewrite:
             if not isinstance(dims[1], str):
                 raise ExactBatchesUnsupported(f"quantized input {x} is not (batch, sequence, ...) shaped")
             # Each position's min and max, then the pair's over its valid positions: the padding's are
-            # replaced by 0, which the range always includes. (Padded positions are quantized with the
+            # multiplied by 0 (Where is several times slower here), and 0 the range always includes. (Padded positions are quantized with the
             # pair's scale, saturating if they must: no valid position reads them.)
-            low = self.reduce("ReduceMin", self.op("Where", [self.mask, low, self.zero]), [1])
-            high = self.reduce("ReduceMax", self.op("Where", [self.mask, high, self.zero]), [1])
+            low = self.reduce("ReduceMin", self.op("Mul", [low, self.mask]), [1])
+            high = self.reduce("ReduceMax", self.op("Mul", [high, self.mask]), [1])
         low, high = self.op("Min", [low, self.zero]), self.op("Max", [high, self.zero])
         step = self.op("Div", [self.op("Sub", [high, low]), self.levels])
-        scale = self.op("Where", [self.op("Equal", [high, low]), self.one, step])
+        # 1 where the range is empty (step is 0 there); Add is several times faster than Where here.
+        empty = self.op("Cast", [self.op("Equal", [high, low])], int_attribute("to", FLOAT))
+        scale = self.op("Add", [step, empty])
         shifted = self.op("Sub", [self.zero, self.op("Div", [low, scale])])
         zero_point = self.op(
             "Cast",
