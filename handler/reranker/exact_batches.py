@@ -1,18 +1,18 @@
 """Exact padded batches for int8 models: a second graph that scores every pair of a batch as it scores alone.
 
 Dynamic int8 quantization picks one activation scale and zero point per tensor, so in a padded batch a pair's
-score depends on its neighbours. This rewrites the graph onnxruntime runs (fused at the EXTENDED level, as
-ENABLE_ALL fuses it for the per-pair session) so that each quantized matmul quantizes per pair, over the
-pair's own positions only, with onnxruntime's own formulas:
+score depends on its neighbours. This rewrites the graph the per-pair session runs (as onnxruntime
+fused it, fused kernels compute slightly differently from the separate ops) so that each quantized matmul
+quantizes per pair, over the pair's own positions only, with onnxruntime's own formulas:
 
     min, max = min(valid, 0), max(valid, 0);  scale = (max - min) / 255, or 1 when max == min
     zero point = round_half_even(clip(0 - min / scale, 0, 255));  a = saturate(round(x / scale) + zero point)
     y = float(sum((a - zero point) * (w - w_zero point))) * (scale * w_scale) + bias
 
 The integer product runs in MatMulInteger without the A zero point (onnxruntime refuses one per row); the
-zero point times the weights' column sums is then taken off in int32, exactly. The rewritten graph must run
-with graph optimization off (batch_session_options) so that nothing is fused again. A graph this does not understand
-is refused with ExactBatchesUnsupported and the engine runs its pairs alone.
+zero point times the weights' column sums is then taken off in int32, exactly. The rewritten graph runs with
+graph optimization off (batch_session_options) so that nothing is fused again. A graph this does not
+understand is refused with ExactBatchesUnsupported, and the engine runs its pairs alone.
 """
 
 from __future__ import annotations
@@ -42,23 +42,22 @@ MS_DOMAIN = "com.microsoft"
 DYNAMIC_QUANTIZE_MATMUL = (MS_DOMAIN, "DynamicQuantizeMatMul")
 MATMUL_INTEGER_TO_FLOAT = (MS_DOMAIN, "MatMulIntegerToFloat")
 DYNAMIC_QUANTIZE_LINEAR = ("", "DynamicQuantizeLinear")
-# Every other op the rewritten graph may hold: each computes a row of the batch from that row alone, or (the
-# attention's Softmax and MatMul) gives padded positions a weight of exactly zero. Proven bit for bit on every
-# int8 family fixture by tests/unit/test_exact_batches.py; any op not listed refuses the graph.
+# Every other op the rewritten graph may hold: the ops of the five FlashRank families' graphs as onnxruntime
+# fuses them (BERT: Gelu, SkipLayerNormalization, FusedMatMul; T5: its RMS norm and tanh GELU unfused), each
+# proven bit for bit in padded batches by tests/unit/test_exact_batches.py, plus ops that move or name values
+# without computing any. Each computes a row of the batch from that row alone, or (attention's Softmax and
+# MatMul) gives padded positions a weight of exactly zero. Any other op refuses the graph: its pairs run alone.
 ROW_WISE_OPS = frozenset(
     {
         ("", op)
         for op in (
-            "Add", "Cast", "Clip", "Concat", "Constant", "DequantizeLinear", "Div", "Equal", "Erf", "Gather",
-            "Identity", "LayerNormalization", "MatMul", "Mul", "Pow", "Range", "ReduceMean", "Reshape",
-            "Shape", "Slice", "Softmax", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Where",
+            "Add", "Cast", "Clip", "DequantizeLinear", "Div", "Gather", "LayerNormalization", "MatMul", "Mul",
+            "Range", "ReduceMean", "Reshape", "Shape", "Slice", "Softmax", "Sqrt", "Sub", "Tanh", "Transpose",
+            "Unsqueeze",
+            "Constant", "Identity", "Squeeze",
         )
     }
-    | {
-        (MS_DOMAIN, op)
-        for op in ("BiasGelu", "FastGelu", "FusedMatMul", "Gelu", "SimplifiedLayerNormalization", "SkipLayerNormalization",
-                   "SkipSimplifiedLayerNormalization")
-    }
+    | {(MS_DOMAIN, op) for op in ("FusedMatMul", "Gelu", "SkipLayerNormalization")}
 )  # fmt: skip
 # DynamicQuantizeLinear's outputs, in order.
 QUANTIZER_OUTPUTS = ("quantized", "scale", "zero point")
