@@ -1,18 +1,18 @@
 """Exact padded batches for int8 models: a second graph that scores every pair of a batch as it scores alone.
 
 Dynamic int8 quantization picks one activation scale and zero point per tensor, so in a padded batch a pair's
-score depends on its neighbours. This rewrites the graph onnxruntime runs (fused at the EXTENDED level, as
-ENABLE_ALL fuses it for the per-pair session) so that each quantized matmul quantizes per pair, over the
-pair's own positions only, with onnxruntime's own formulas:
+score depends on its neighbours. This rewrites the graph the per-pair session runs (as onnxruntime
+fused it, fused kernels compute slightly differently from the separate ops) so that each quantized matmul
+quantizes per pair, over the pair's own positions only, with onnxruntime's own formulas:
 
     min, max = min(valid, 0), max(valid, 0);  scale = (max - min) / 255, or 1 when max == min
     zero point = round_half_even(clip(0 - min / scale, 0, 255));  a = saturate(round(x / scale) + zero point)
     y = float(sum((a - zero point) * (w - w_zero point))) * (scale * w_scale) + bias
 
 The integer product runs in MatMulInteger without the A zero point (onnxruntime refuses one per row); the
-zero point times the weights' column sums is then taken off in int32, exactly. The rewritten graph must run
-with graph optimization off (batch_session_options) so that nothing is fused again. A graph this does not understand
-is refused with ExactBatchesUnsupported and the engine runs its pairs alone.
+zero point times the weights' column sums is then taken off in int32, exactly. The rewritten graph runs with
+graph optimization off (batch_session_options) so that nothing is fused again. A graph this does not
+understand is refused with ExactBatchesUnsupported, and the engine runs its pairs alone.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import numpy as np
 import onnxruntime as ort
 
 from reranker.onnx_wire import (
-    BOOL,
     FLOAT,
     INT32,
     UINT8,
@@ -43,24 +42,25 @@ MS_DOMAIN = "com.microsoft"
 DYNAMIC_QUANTIZE_MATMUL = (MS_DOMAIN, "DynamicQuantizeMatMul")
 MATMUL_INTEGER_TO_FLOAT = (MS_DOMAIN, "MatMulIntegerToFloat")
 DYNAMIC_QUANTIZE_LINEAR = ("", "DynamicQuantizeLinear")
-# Every other op the rewritten graph may hold: each computes a row of the batch from that row alone, or (the
-# attention's Softmax and MatMul) gives padded positions a weight of exactly zero. Proven bit for bit on every
-# int8 family fixture by tests/unit/test_exact_batches.py; any op not listed refuses the graph.
+# Every other op the rewritten graph may hold: the ops of the five FlashRank families' graphs as onnxruntime
+# fuses them (BERT: Gelu, SkipLayerNormalization, FusedMatMul; T5: its RMS norm and tanh GELU unfused), each
+# proven bit for bit in padded batches by tests/unit/test_exact_batches.py, plus ops that move or name values
+# without computing any. Each computes a row of the batch from that row alone, or (attention's Softmax and
+# MatMul) gives padded positions a weight of exactly zero. Any other op refuses the graph: its pairs run alone.
 ROW_WISE_OPS = frozenset(
     {
         ("", op)
         for op in (
-            "Add", "Cast", "Clip", "Concat", "Constant", "DequantizeLinear", "Div", "Equal", "Erf", "Gather",
-            "Identity", "LayerNormalization", "MatMul", "Mul", "Pow", "Range", "ReduceMean", "Reshape",
-            "Shape", "Slice", "Softmax", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Where",
+            "Add", "Cast", "Clip", "DequantizeLinear", "Div", "Gather", "LayerNormalization", "MatMul", "Mul",
+            "Range", "ReduceMean", "Reshape", "Shape", "Slice", "Softmax", "Sqrt", "Sub", "Tanh", "Transpose",
+            "Unsqueeze",
+            "Constant", "Identity", "Squeeze",
         )
     }
-    | {
-        (MS_DOMAIN, op)
-        for op in ("BiasGelu", "FastGelu", "FusedMatMul", "Gelu", "SimplifiedLayerNormalization", "SkipLayerNormalization",
-                   "SkipSimplifiedLayerNormalization")
-    }
+    | {(MS_DOMAIN, op) for op in ("FusedMatMul", "Gelu", "SkipLayerNormalization")}
 )  # fmt: skip
+# DynamicQuantizeLinear's outputs, in order.
+QUANTIZER_OUTPUTS = ("quantized", "scale", "zero point")
 MIN_OPSET = 13  # QuantizeLinear's per-axis scale
 PREFIX = "exact_batch/"
 
@@ -107,15 +107,26 @@ def batched_graph(fused: bytes) -> bytes:
     return _Rewrite(graph).model()
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """An activation quantized per pair: uint8 values, the scale (shaped to broadcast over the activation's
+    rows: batch, 1[, 1]), the same scale flat (batch), the zero point as int32 (shaped like the scale)."""
+
+    quantized: str
+    scale: str
+    flat_scale: str
+    zero_point: str
+
+
 @dataclass
 class _Rewrite:
     graph: Graph
     nodes: list[Node] = field(default_factory=list)
     initializers: list[bytes] = field(default_factory=list)
-    # DynamicQuantizeLinear outputs (quantized, scale, zero point) -> their per-row replacements
-    row_quantized: dict[str, str] = field(default_factory=dict)
+    # DynamicQuantizeLinear's outputs (quantized, scale, zero point) -> the activation quantized per row
+    row_quantized: dict[str, tuple[_Rows, str]] = field(default_factory=dict)
     # Each activation quantized once, however many matmuls read it (attention's query, key and value).
-    _rows: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    _rows: dict[str, _Rows] = field(default_factory=dict)
     _count: int = 0
 
     def __post_init__(self) -> None:
@@ -130,10 +141,9 @@ class _Rewrite:
             raise ExactBatchesUnsupported("input_ids has no named (batch, sequence) dimensions")
         self.batch_dim = ids[0]
         self.zero = self.constant("zero", np.array(0.0, np.float32))
-        self.one = self.constant("one", np.array(1.0, np.float32))
         self.levels = self.constant("levels", np.array(255.0, np.float32))
         self.flat = self.constant("flat", np.array([-1], np.int64))
-        mask = self.op("Cast", ["attention_mask"], int_attribute("to", BOOL))
+        mask = self.op("Cast", ["attention_mask"], int_attribute("to", FLOAT))
         self.mask = self.op("Reshape", [mask, self.constant("mask_shape", np.array([0, 0, 1], np.int64))])
 
     def model(self) -> bytes:
@@ -189,48 +199,51 @@ class _Rewrite:
 
     # --- the rewrite ---------------------------------------------------------------------------------
 
-    def quantize_rows(self, x: str) -> tuple[str, str, str]:
-        """x quantized per pair over its valid positions: (uint8 values, scale, uint8 zero point), the
-        last two shaped to broadcast over x's rows (batch, 1[, 1])."""
+    def quantize_rows(self, x: str) -> _Rows:
+        """x quantized per pair over its valid positions."""
         if x in self._rows:
             return self._rows[x]
-        source = x
         dims = self.graph.shape_of(x)
         if dims is None or len(dims) not in (2, 3) or dims[0] != self.batch_dim:
             raise ExactBatchesUnsupported(f"quantized input {x} is not (batch, ...) shaped: {dims}")
+        low, high = self.reduce("ReduceMin", x, [-1]), self.reduce("ReduceMax", x, [-1])
         if len(dims) == 3:
             # onnxruntime's shape inference loses the sequence dimension's name (Range): any unnamed size.
             if not isinstance(dims[1], str):
                 raise ExactBatchesUnsupported(f"quantized input {x} is not (batch, sequence, ...) shaped")
-            # min and max always include 0, so zeroing the padding leaves the valid positions' range.
-            x = self.op("Where", [self.mask, x, self.zero])
-        axes = list(range(1, len(dims)))
-        low = self.op("Min", [self.reduce("ReduceMin", x, axes), self.zero])
-        high = self.op("Max", [self.reduce("ReduceMax", x, axes), self.zero])
+            # Each position's min and max, then the pair's over its valid positions: the padding's are
+            # multiplied by 0 (Where is several times slower here), and 0 the range always includes. (Padded positions are quantized with the
+            # pair's scale, saturating if they must: no valid position reads them.)
+            low = self.reduce("ReduceMin", self.op("Mul", [low, self.mask]), [1])
+            high = self.reduce("ReduceMax", self.op("Mul", [high, self.mask]), [1])
+        low, high = self.op("Min", [low, self.zero]), self.op("Max", [high, self.zero])
         step = self.op("Div", [self.op("Sub", [high, low]), self.levels])
-        scale = self.op("Where", [self.op("Equal", [high, low]), self.one, step])
+        # 1 where the range is empty (step is 0 there); Add is several times faster than Where here.
+        empty = self.op("Cast", [self.op("Equal", [high, low])], int_attribute("to", FLOAT))
+        scale = self.op("Add", [step, empty])
         shifted = self.op("Sub", [self.zero, self.op("Div", [low, scale])])
         zero_point = self.op(
             "Cast",
             [self.op("Round", [self.op("Clip", [shifted, self.zero, self.levels])])],
             int_attribute("to", UINT8),
         )
+        flat_scale = self.op("Reshape", [scale, self.flat])
         quantized = self.op(
             "QuantizeLinear",
-            [x, self.op("Reshape", [scale, self.flat]), self.op("Reshape", [zero_point, self.flat])],
+            [x, flat_scale, self.op("Reshape", [zero_point, self.flat])],
             int_attribute("axis", 0),
         )
-        self._rows[source] = quantized, scale, zero_point
-        return quantized, scale, zero_point
+        rows = _Rows(quantized, scale, flat_scale, self.op("Cast", [zero_point], int_attribute("to", INT32)))
+        self._rows[x] = rows
+        return rows
 
     def integer_matmul(
-        self, rows: tuple[str, str, str], *, weights: str, weight_scale: str, weight_zero_point: str, bias: str,
+        self, rows: _Rows, *, weights: str, weight_scale: str, weight_zero_point: str, bias: str,
         output: str,
     ) -> None:  # fmt: skip
         """output = float(sum((a - zp) (w - w_zp))) * (scale * w_scale) + bias, as onnxruntime's fused
         kernel computes it, from ``rows`` = quantize_rows(a); the per-row zero point is taken off in int32
         through the weights' column sums."""
-        quantized, scale, zero_point = rows
         initializer = self.graph.initializers.get(weights)
         if initializer is None or len(initializer.dims) != 2:
             raise ExactBatchesUnsupported(f"weights {weights} are not a constant matrix")
@@ -243,11 +256,16 @@ class _Rewrite:
         except (KeyError, WireFormatError, ValueError) as exc:
             raise ExactBatchesUnsupported(f"weights {weights} are not readable: {exc}") from exc
         column_sums = self.constant("column_sums", sums.astype(np.int32))
-        inputs = [quantized, weights] + (["", weight_zero_point] if weight_zero_point else [])
+        inputs = [rows.quantized, weights] + (["", weight_zero_point] if weight_zero_point else [])
         product = self.op("MatMulInteger", inputs)
-        offset = self.op("Mul", [self.op("Cast", [zero_point], int_attribute("to", INT32)), column_sums])
-        exact = self.op("Cast", [self.op("Sub", [product, offset])], int_attribute("to", FLOAT))
-        scaled = self.op("Mul", [exact, self.op("Mul", [scale, weight_scale])])
+        exact = self.op("Sub", [product, self.op("Mul", [rows.zero_point, column_sums])])
+        if self.graph.shape_of(weight_scale) in ((), (1,)):
+            # float(exact) * (scale * w_scale) in one pass: DequantizeLinear along the batch axis.
+            multiplier = self.op("Mul", [rows.flat_scale, weight_scale])
+            scaled = self.op("DequantizeLinear", [exact, multiplier], int_attribute("axis", 0))
+        else:  # a scale per weight column
+            multiplier = self.op("Mul", [rows.scale, weight_scale])
+            scaled = self.op("Mul", [self.op("Cast", [exact], int_attribute("to", FLOAT)), multiplier])
         if bias:
             self.nodes.append(Node("Add", (scaled, bias), (output,), name=self.name("Add")))
         else:
@@ -261,22 +279,20 @@ class _Rewrite:
         )  # fmt: skip
 
     def dynamic_quantize_linear(self, node: Node) -> None:
-        quantized, scale, zero_point = self.quantize_rows(node.inputs[0])
-        for original, replacement in zip(node.outputs, (quantized, scale, zero_point), strict=False):
-            self.row_quantized[original] = replacement
+        rows = self.quantize_rows(node.inputs[0])
+        for original, role in zip(node.outputs, QUANTIZER_OUTPUTS, strict=False):
+            self.row_quantized[original] = rows, role
 
     def matmul_integer_to_float(self, node: Node) -> None:
         padded = [*node.inputs, *[""] * 7]
         a, weights, scale_2, scale_3, a_zero_point, weight_zero_point, bias = padded[:7]
         # onnxruntime's fusion may swap the two scales; the activation's is the one DynamicQuantizeLinear made.
         a_scale, weight_scale = (scale_2, scale_3) if scale_2 in self.row_quantized else (scale_3, scale_2)
-        if a not in self.row_quantized or a_scale not in self.row_quantized:
-            raise ExactBatchesUnsupported(f"MatMulIntegerToFloat {node.name} is not fed by a quantizer")
-        if a_zero_point and a_zero_point not in self.row_quantized:
-            raise ExactBatchesUnsupported(f"MatMulIntegerToFloat {node.name} has a constant A zero point")
-        if not a_zero_point:
-            raise ExactBatchesUnsupported(f"MatMulIntegerToFloat {node.name} has no A zero point")
-        rows = (self.row_quantized[a], self.row_quantized[a_scale], self.row_quantized[a_zero_point])
+        quantizer = {self.row_quantized.get(name, (None, ""))[0] for name in (a, a_scale, a_zero_point)}
+        roles = tuple(self.row_quantized.get(name, (None, ""))[1] for name in (a, a_scale, a_zero_point))
+        rows = quantizer.pop() if len(quantizer) == 1 else None
+        if rows is None or roles != QUANTIZER_OUTPUTS:
+            raise ExactBatchesUnsupported(f"MatMulIntegerToFloat {node.name} is not fed by one quantizer")
         self.integer_matmul(
             rows, weights=weights, weight_scale=weight_scale, weight_zero_point=weight_zero_point, bias=bias,
             output=node.outputs[0],

@@ -104,7 +104,7 @@ def test_pairs_cut_at_the_model_limit_score_as_alone_beside_short_ones(family: s
     assert_exact(engine, runs)
 
 
-@pytest.mark.parametrize("family", [MODEL_NAME, "rank-T5-flan"])
+@pytest.mark.parametrize("family", FAMILY_NAMES)
 def test_a_naive_padded_batch_through_the_original_graph_is_not_exact(family: str) -> None:
     """The teeth of the tests above: the original graph's per-tensor quantization mixes the pairs."""
     engine = encoder(family)
