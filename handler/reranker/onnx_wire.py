@@ -106,6 +106,8 @@ def _bytes(value: int | Buffer) -> Buffer:
 
 
 def encode_varint(value: int) -> bytes:
+    if 0 <= value < 0x80:  # field keys, short lengths, small ints: most of what a graph's nodes hold
+        return _ONE_BYTE[value]
     value &= UINT64_MASK
     out = bytearray()
     while value >= 0x80:
@@ -113,6 +115,9 @@ def encode_varint(value: int) -> bytes:
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+_ONE_BYTE = tuple(bytes((value,)) for value in range(0x80))
 
 
 def encode_field(number: int, value: int | Buffer | str) -> bytes:
@@ -250,6 +255,13 @@ def parse_value_info(data: Buffer) -> ValueInfo:
     return ValueInfo(name, elem_type, dims)
 
 
+def _value_info_name(data: Buffer) -> str:
+    for number, _, value, _ in fields(data):
+        if number == VALUE_INFO_NAME:
+            return _text(value)
+    return ""
+
+
 def _dimension(data: Buffer) -> int | str:
     for number, _, value, _ in fields(data):
         if number == DIM_VALUE and isinstance(value, int):
@@ -267,14 +279,15 @@ class Graph:
     nodes: list[Node]
     initializers: dict[str, Initializer]
     inputs: dict[str, ValueInfo]
-    value_infos: dict[str, ValueInfo]
+    value_infos: dict[str, Buffer]  # each tensor's ValueInfoProto, read when shape_of asks for it
     _model_fields: list[tuple[int, Buffer]] = field(repr=False)
     _graph_fields: list[tuple[int, Buffer]] = field(repr=False)
 
     def shape_of(self, name: str) -> tuple[int | str, ...] | None:
         if name in self.initializers:
             return self.initializers[name].dims
-        info = self.value_infos.get(name) or self.inputs.get(name)
+        encoded = self.value_infos.get(name)
+        info = parse_value_info(encoded) if encoded is not None else self.inputs.get(name)
         return None if info is None else info.dims
 
     def to_bytes(self, nodes: Sequence[Node], new_initializers: Sequence[bytes]) -> bytes:
@@ -318,7 +331,7 @@ def parse_model(data: bytes) -> Graph:
     nodes: list[Node] = []
     initializers: dict[str, Initializer] = {}
     inputs: dict[str, ValueInfo] = {}
-    value_infos: dict[str, ValueInfo] = {}
+    value_infos: dict[str, Buffer] = {}
     for number, _, value, encoded in fields(graph_bytes):
         graph_fields.append((number, encoded))
         if number == GRAPH_NODE:
@@ -330,6 +343,5 @@ def parse_model(data: bytes) -> Graph:
             info = parse_value_info(_bytes(value))
             inputs[info.name] = info
         elif number == GRAPH_VALUE_INFO:
-            info = parse_value_info(_bytes(value))
-            value_infos[info.name] = info
+            value_infos[_value_info_name(_bytes(value))] = _bytes(value)
     return Graph(opsets, nodes, initializers, inputs, value_infos, model_fields, graph_fields)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -80,7 +80,7 @@ def test_every_int8_family_gets_an_exact_batch_graph(family: str) -> None:
 
 
 @pytest.mark.parametrize("family", FAMILY_NAMES)
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None)
 @given(
     query=st.lists(st.sampled_from(WORDS), min_size=1, max_size=6).map(" ".join),
     passages=st.lists(passage_text, min_size=1, max_size=10),
