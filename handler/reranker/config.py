@@ -30,7 +30,7 @@ LAMBDA_MEMORY_SIZE = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
 ONE_VCPU_MEMORY_MB = 1769
 MAX_LAMBDA_VCPUS = 6
 
-Schedule = Literal["auto", "single", "sorted_batches"]
+Schedule = Literal["auto", "single", "sorted_batches", "exact_batches"]
 LongDocuments = Literal["truncate", "window"]
 DeadlinePolicy = Literal["fallback", "error"]
 AuthMode = Literal["none", "bearer"]
@@ -132,11 +132,43 @@ class _Inference:
     engine_schedule: Schedule = setting(
         "ENGINE_SCHEDULE",
         "auto",
-        "`single` (each pair alone, unpadded), `sorted_batches` (length-sorted micro-batches); "
-        "`auto` = single for int8 models, sorted batches for fp32",
+        "`single` (each pair alone, unpadded), `sorted_batches` (length-sorted micro-batches), `exact_batches` "
+        "(int8 models: a batched graph, built at load, whose padded batches give each pair exactly the score it "
+        "gets alone, for short pairs where the run costs measured on the first such request say batches are "
+        "quicker; a model whose graph cannot be rewritten runs each pair alone); `auto` = single for int8 "
+        "models, sorted batches for fp32",
     )
     engine_batch_size: int = setting(
         "ENGINE_BATCH_SIZE", 8, "micro-batch size for `sorted_batches`", maximum=256
+    )
+    engine_exact_batch_max_pairs: int = setting(
+        "ENGINE_EXACT_BATCH_MAX_PAIRS",
+        16,
+        "pairs per batch at most for `exact_batches` (the plan picks sizes up to it)",
+        maximum=256,
+    )
+    engine_exact_batch_max_tokens: int = setting(
+        "ENGINE_EXACT_BATCH_MAX_TOKENS",
+        64,
+        "for `exact_batches`: pairs of more tokens always run alone; the run costs are measured up to this length",
+        minimum=2,
+        maximum=512,
+    )
+    engine_exact_batch_min_gain_percent: int = setting(
+        "ENGINE_EXACT_BATCH_MIN_GAIN_PERCENT",
+        10,
+        "for `exact_batches`: a batch is planned only where the measured run costs say it saves at least this "
+        "share of the time its pairs take alone (a margin for the measuring error)",
+        minimum=0,
+        maximum=90,
+    )
+    engine_cost_probe_ms: int = setting(
+        "ENGINE_COST_PROBE_MS",
+        20,
+        "for `exact_batches`: time the run-cost probe (on the first request that could batch) may take beyond "
+        "its first round of timed runs, which always runs; 0 = that round only",
+        minimum=0,
+        maximum=10_000,
     )
     engine_max_length: int = setting(
         "ENGINE_MAX_LENGTH", 512, "token limit (also capped by the model's `model_max_length`)", maximum=8192

@@ -5,16 +5,21 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from reranker.config import Settings
+from reranker.best_of_windows import BestOfWindows
+from reranker.config import Schedule, Settings
 from reranker.errors import ModelFileInvalid
-from reranker.logits import logits_to_scores, raw_logits, sigmoid
+from reranker.exact_batches import (
+    ExactBatchesUnsupported,
+    batch_session_options,
+    batched_graph,
+    session_and_fused_graph,
+)
 from reranker.model_files import (
     DYNAMIC_QUANTIZATION_OPS,
     check_outputs,
@@ -22,8 +27,8 @@ from reranker.model_files import (
     is_generated_fixture,
     load_tokenizer,
 )
-from reranker.onnx_runs import OnnxRunner, Schedule, session_options
-from reranker.tokenization import LongDocuments, PairInput, PairTokenizer, WindowsUnsupported
+from reranker.onnx_runs import OnnxRunner, resolve_schedule, session_options
+from reranker.tokenization import LongDocuments, PairTokenizer, WindowsUnsupported
 
 __all__ = [
     "CrossEncoder",
@@ -39,6 +44,10 @@ class EngineOptions:
     max_length: int = Settings.engine_max_length
     schedule: Schedule = Settings.engine_schedule
     batch_size: int = Settings.engine_batch_size
+    exact_batch_max_pairs: int = Settings.engine_exact_batch_max_pairs
+    exact_batch_max_tokens: int = Settings.engine_exact_batch_max_tokens
+    exact_batch_min_gain_percent: int = Settings.engine_exact_batch_min_gain_percent
+    cost_probe_ms: int = Settings.engine_cost_probe_ms
     intra_op_threads: int = Settings.ort_intra_op_threads
     allow_spinning: bool = Settings.ort_allow_spinning
     # Model runs in flight at once, each on its own thread (onnxruntime releases the GIL while it runs).
@@ -49,6 +58,9 @@ class EngineOptions:
     long_documents: LongDocuments = Settings.long_documents
     window_max_per_passage: int = Settings.window_max_per_passage
     window_overlap_tokens: int = Settings.window_overlap_tokens
+    # int8 models: also load the exact-batch graph (exact_batches.py), for the exact_batches schedule (which
+    # "auto" becomes when there is one). The settings ask for it with ENGINE_SCHEDULE=exact_batches only.
+    exact_batches: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineOptions:
@@ -57,6 +69,10 @@ class EngineOptions:
             max_length=settings.engine_max_length,
             schedule=settings.engine_schedule,
             batch_size=settings.engine_batch_size,
+            exact_batch_max_pairs=settings.engine_exact_batch_max_pairs,
+            exact_batch_max_tokens=settings.engine_exact_batch_max_tokens,
+            exact_batch_min_gain_percent=settings.engine_exact_batch_min_gain_percent,
+            cost_probe_ms=settings.engine_cost_probe_ms,
             intra_op_threads=settings.ort_intra_op_threads,
             allow_spinning=settings.ort_allow_spinning,
             parallel_runs=settings.engine_parallel_runs,
@@ -64,6 +80,7 @@ class EngineOptions:
             long_documents=settings.long_documents,
             window_max_per_passage=settings.window_max_per_passage,
             window_overlap_tokens=settings.window_overlap_tokens,
+            exact_batches=settings.engine_schedule == "exact_batches",
         )
 
     @property
@@ -96,49 +113,21 @@ class ScoreReport:
         return all(score is not None for score in self.scores)
 
 
-@dataclass
-class _BestOfWindows:
-    """Each passage's best score (and logit) over its windows, kept only once every window of it has run."""
-
-    runs_needed: dict[int, int]
-    windows: int = 0
-    best: dict[int, float] = field(default_factory=dict)
-    best_logit: dict[int, float] = field(default_factory=dict)
-    runs_scored: dict[int, int] = field(default_factory=dict)
-
-    @classmethod
-    def for_runs(cls, runs: list[PairInput]) -> _BestOfWindows:
-        needed: dict[int, int] = {}
-        for run in runs:
-            needed[run.passage] = needed.get(run.passage, 0) + 1
-        return cls(runs_needed=needed)
-
-    def record(self, batch: list[PairInput], logits: np.ndarray) -> None:
-        # One pair, one logit (the int8 hot path): plain floats beat five numpy calls on a 1x1 array.
-        if logits.shape == (1, 1):
-            raw = [float(logits[0, 0])]
-            scores = [sigmoid(raw[0])]
-        else:
-            raw = raw_logits(logits).tolist()
-            scores = logits_to_scores(logits).tolist()
-        for run, value, logit in zip(batch, scores, raw, strict=True):
-            previous = self.best.get(run.passage)
-            self.best[run.passage] = value if previous is None else max(previous, value)
-            # The logistic function is monotonic: the best window's logit is the largest logit.
-            previous_logit = self.best_logit.get(run.passage)
-            self.best_logit[run.passage] = logit if previous_logit is None else max(previous_logit, logit)
-            self.runs_scored[run.passage] = self.runs_scored.get(run.passage, 0) + 1
-        self.windows += len(batch)
-
-    def results(self, passages: int) -> tuple[list[float | None], list[float | None]]:
-        """Scores and logits in passage order; a passage whose windows were only partly scored gets None."""
-        scores: list[float | None] = [None] * passages
-        logits: list[float | None] = [None] * passages
-        for passage, best in self.best.items():
-            if self.runs_scored[passage] == self.runs_needed[passage]:
-                scores[passage] = best
-                logits[passage] = self.best_logit[passage]
-        return scores, logits
+def exact_batch_session(
+    fused: bytes, options: EngineOptions
+) -> tuple[ort.InferenceSession | None, str | None]:
+    """The exact-batch session of an int8 model's fused graph (session_and_fused_graph), or None and why the
+    graph cannot have one."""
+    try:
+        graph = batched_graph(fused)
+        settings = batch_session_options(
+            session_options(options.intra_op_threads, allow_spinning=options.allow_spinning)
+        )
+        return ort.InferenceSession(graph, settings, providers=["CPUExecutionProvider"]), None
+    except ExactBatchesUnsupported as exc:
+        return None, str(exc)
+    except Exception as exc:  # noqa: BLE001  onnxruntime's untyped errors: a rewritten graph it refuses runs alone
+        return None, f"onnxruntime refused the rewritten graph: {type(exc).__name__}"
 
 
 class CrossEncoder:
@@ -158,8 +147,12 @@ class CrossEncoder:
         onnx_bytes: int = 0,
         fixture: bool = False,
         tail_session: ort.InferenceSession | None = None,
+        batch_session: ort.InferenceSession | None = None,
+        exact_batches_refused: str | None = None,
     ) -> None:
         self.name = name
+        # Why an int8 model asked for exact batches has none (its pairs then run alone).
+        self.exact_batches_refused = exact_batches_refused
         self.fixture = fixture
         self.sha256 = sha256
         self.quantized = quantized
@@ -173,18 +166,21 @@ class CrossEncoder:
             overlap_tokens=options.window_overlap_tokens,
             max_windows=options.window_max_per_passage,
         )
-        # int8 models must run each pair alone: grouping makes a score depend on its batch neighbours.
-        if options.schedule == "auto":
-            self.schedule: Schedule = "single" if quantized else "sorted_batches"
-        else:
-            self.schedule = options.schedule
+        self.schedule = resolve_schedule(
+            options.schedule, quantized=quantized, exact_batches=batch_session is not None
+        )
+        exact = self.schedule == "exact_batches"
         self.runner = OnnxRunner(
             session,
             pad_id=pad_id,
-            schedule="single" if self.schedule == "single" else "sorted_batches",
-            batch_size=options.batch_size,
+            schedule=self.schedule,
+            batch_size=options.exact_batch_max_pairs if exact else options.batch_size,
             parallel_runs=options.parallel_runs,
             tail_session=tail_session,
+            batch_session=batch_session,
+            exact_batch_max_tokens=min(options.exact_batch_max_tokens, self._max_length),
+            exact_batch_min_gain=options.exact_batch_min_gain_percent / 100,
+            cost_probe_seconds=options.cost_probe_ms / 1000,
         )
         if "input_ids" not in self.runner.input_names:
             raise ModelFileInvalid(f"model file {onnx_file} has no input_ids input")
@@ -198,30 +194,36 @@ class CrossEncoder:
         tokenizer, pad_id = load_tokenizer(model_dir, options.max_length)
         onnx_path = find_onnx_file(model_dir)
         model_bytes = onnx_path.read_bytes()
+        quantized = any(op in model_bytes for op in DYNAMIC_QUANTIZATION_OPS)
         thread_counts = [options.intra_op_threads] + ([options.tail_threads] if options.tail_threads else [])
+        fused: bytes | None = None
         try:
-            session, *tail = [
-                ort.InferenceSession(
-                    model_bytes,
-                    session_options(threads, allow_spinning=options.allow_spinning),
-                    providers=["CPUExecutionProvider"],
-                )
-                for threads in thread_counts
-            ]
+            sessions = []
+            for threads in thread_counts:
+                settings = session_options(threads, allow_spinning=options.allow_spinning)
+                if options.exact_batches and quantized and fused is None:
+                    session, fused = session_and_fused_graph(model_bytes, settings)
+                else:
+                    session = ort.InferenceSession(model_bytes, settings, providers=["CPUExecutionProvider"])
+                sessions.append(session)
         except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt graphs
             raise ModelFileInvalid(f"model file {onnx_path.name} is not a loadable ONNX model") from exc
+        session, *tail = sessions
+        batch_session, refused = exact_batch_session(fused, options) if fused is not None else (None, None)
         return cls(
             name=model_dir.name,
             session=session,
             tokenizer=tokenizer,
             pad_id=pad_id,
             sha256=hashlib.sha256(model_bytes).hexdigest(),
-            quantized=any(op in model_bytes for op in DYNAMIC_QUANTIZATION_OPS),
+            quantized=quantized,
             options=options,
             onnx_file=onnx_path.name,
             onnx_bytes=len(model_bytes),
             fixture=is_generated_fixture(model_dir),
             tail_session=tail[0] if tail else None,
+            batch_session=batch_session,
+            exact_batches_refused=refused,
         )
 
     def describe(self) -> dict[str, object]:
@@ -233,8 +235,11 @@ class CrossEncoder:
             "quantized": self.quantized,
             "fixture": self.fixture,
             "schedule": self.schedule,
+            "run_costs": costs.describe() if (costs := self.runner.measured_costs) else None,
             "max_length": self._max_length,
             "parallel_runs": self.options.parallel_runs,
+            "exact_batches": self.runner.batch_session is not None,
+            "exact_batches_refused": self.exact_batches_refused,
             "options": asdict(self.options),
         }
 
@@ -261,10 +266,10 @@ class CrossEncoder:
         tokenize_seconds = time.perf_counter() - started
         # Tokenized first (in deadline-checked chunks), then run: overlapping tokenizing with the workers'
         # runs was measured slower (both cores are already busy).
-        best = _BestOfWindows.for_runs(pending)
+        best = BestOfWindows(pending, len(passages))
         for batch, batch_logits in self.runner.run(pending, should_stop):
             best.record(batch, batch_logits)
-        scores, logits = best.results(len(passages))
+        scores, logits = best.results()
         return ScoreReport(
             scores=scores,
             tokens=sum(len(run.ids) for run in pending),

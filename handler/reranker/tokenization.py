@@ -35,7 +35,7 @@ class WindowsUnsupported(Exception):
         self.reason = reason
 
 
-@dataclass
+@dataclass(slots=True)
 class PairInput:
     """One model run to make: a (query, passage or window) encoding and the passage it scores."""
 

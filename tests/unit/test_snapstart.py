@@ -136,6 +136,17 @@ def test_the_warm_up_scores_nothing_for_a_caller(configure: Callable[..., Module
     assert metrics.metric_set == {}
 
 
+@pytest.mark.usefixtures("reset_afterwards")
+def test_with_exact_batches_the_warm_up_measures_the_run_costs_the_snapshot_keeps(
+    configure: Callable[..., ModuleType],
+) -> None:
+    configure(force=True, ENGINE_SCHEDULE="exact_batches")
+    engine = runtime.ready().engine
+    assert engine.schedule == "exact_batches" and engine.runner.measured_costs is None
+    snapstart.before_snapshot()
+    assert engine.runner.measured_costs is not None
+
+
 def test_two_restores_of_one_snapshot_draw_different_random_numbers() -> None:
     snapshot = random.getstate(), np.random.get_state()
 

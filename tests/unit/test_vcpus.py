@@ -124,6 +124,10 @@ def test_the_engine_options_follow_the_settings() -> None:
             "ENGINE_MAX_LENGTH": "256",
             "ENGINE_SCHEDULE": "sorted_batches",
             "ENGINE_BATCH_SIZE": "4",
+            "ENGINE_EXACT_BATCH_MAX_PAIRS": "12",
+            "ENGINE_EXACT_BATCH_MAX_TOKENS": "48",
+            "ENGINE_EXACT_BATCH_MIN_GAIN_PERCENT": "20",
+            "ENGINE_COST_PROBE_MS": "5",
             "ORT_INTRA_OP_THREADS": "2",
             "ENGINE_TAIL_INTRA_OP_THREADS": "3",
             "LONG_DOCUMENTS": "window",
@@ -137,6 +141,10 @@ def test_the_engine_options_follow_the_settings() -> None:
         "max_length": 256,
         "schedule": "sorted_batches",
         "batch_size": 4,
+        "exact_batch_max_pairs": 12,
+        "exact_batch_max_tokens": 48,
+        "exact_batch_min_gain_percent": 20,
+        "cost_probe_ms": 5,
         "intra_op_threads": 2,
         "allow_spinning": False,
         "parallel_runs": 1,
@@ -144,6 +152,7 @@ def test_the_engine_options_follow_the_settings() -> None:
         "long_documents": "window",
         "window_max_per_passage": 3,
         "window_overlap_tokens": 16,
+        "exact_batches": False,
     }
 
 
