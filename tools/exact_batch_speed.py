@@ -53,11 +53,15 @@ def main() -> None:
         sys.path.insert(0, str(HANDLER_DIR))  # like Lambda's /var/task
     from reranker.engine import CrossEncoder, EngineOptions
 
-    loads = max(5, args.repeats // 5)
-    without = median_ms(lambda: CrossEncoder.load(args.model_dir), loads)
-    with_batches = median_ms(
-        lambda: CrossEncoder.load(args.model_dir, EngineOptions(exact_batches=True)), loads
-    )
+    # Loads interleaved, so that a drift in the machine's load falls on both sides alike.
+    loads: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(max(5, args.repeats // 2)):
+        for exact_batches in (False, True):
+            options = EngineOptions(exact_batches=exact_batches)
+            loads[exact_batches].append(
+                median_ms(lambda options=options: CrossEncoder.load(args.model_dir, options), 1)
+            )
+    without, with_batches = statistics.median(loads[False]), statistics.median(loads[True])
     engine = CrossEncoder.load(args.model_dir, EngineOptions(exact_batches=True))
     runner = engine.runner
     if runner.batch_session is None:

@@ -109,12 +109,12 @@ def batched_graph(fused: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class _Rows:
-    """An activation quantized per pair: uint8 values, the scale (shaped to broadcast over the activation's
-    rows: batch, 1[, 1]), the same scale flat (batch), the zero point as int32 (shaped like the scale)."""
+    """An activation quantized per pair: uint8 values, the scale (batch,), the shape that broadcasts a value
+    per pair over the activation's rows (batch, 1[, 1]), and the zero point as int32 in that shape."""
 
     quantized: str
     scale: str
-    flat_scale: str
+    row_shape: str
     zero_point: str
 
 
@@ -142,7 +142,6 @@ class _Rewrite:
         self.batch_dim = ids[0]
         self.zero = self.constant("zero", np.array(0.0, np.float32))
         self.levels = self.constant("levels", np.array(255.0, np.float32))
-        self.flat = self.constant("flat", np.array([-1], np.int64))
         mask = self.op("Cast", ["attention_mask"], int_attribute("to", FLOAT))
         self.mask = self.op("Reshape", [mask, self.constant("mask_shape", np.array([0, 0, 1], np.int64))])
 
@@ -189,13 +188,12 @@ class _Rewrite:
         self.nodes.append(Node(op_type, tuple(inputs), (output,), name=output, attributes=attributes))
         return output
 
-    def reduce(self, op_type: str, x: str, axes: list[int]) -> str:
+    def reduce(self, op_type: str, x: str, axes: list[int], *, keep: bool) -> str:
+        keepdims = int_attribute("keepdims", int(keep))
         # Axes are an attribute up to opset 17, an input from 18 on.
         if self.opset < 18:
-            return self.op(op_type, [x], ints_attribute("axes", axes) + int_attribute("keepdims", 1))
-        return self.op(
-            op_type, [x, self.constant("axes", np.array(axes, np.int64))], int_attribute("keepdims", 1)
-        )
+            return self.op(op_type, [x], ints_attribute("axes", axes) + keepdims)
+        return self.op(op_type, [x, self.constant("axes", np.array(axes, np.int64))], keepdims)
 
     # --- the rewrite ---------------------------------------------------------------------------------
 
@@ -206,34 +204,40 @@ class _Rewrite:
         dims = self.graph.shape_of(x)
         if dims is None or len(dims) not in (2, 3) or dims[0] != self.batch_dim:
             raise ExactBatchesUnsupported(f"quantized input {x} is not (batch, ...) shaped: {dims}")
-        low, high = self.reduce("ReduceMin", x, [-1]), self.reduce("ReduceMax", x, [-1])
-        if len(dims) == 3:
+        if len(dims) == 2:
+            low = self.reduce("ReduceMin", x, [1], keep=False)
+            high = self.reduce("ReduceMax", x, [1], keep=False)
+        else:
             # onnxruntime's shape inference loses the sequence dimension's name (Range): any unnamed size.
             if not isinstance(dims[1], str):
                 raise ExactBatchesUnsupported(f"quantized input {x} is not (batch, sequence, ...) shaped")
             # Each position's min and max, then the pair's over its valid positions: the padding's are
-            # multiplied by 0 (Where is several times slower here), and 0 the range always includes. (Padded positions are quantized with the
-            # pair's scale, saturating if they must: no valid position reads them.)
-            low = self.reduce("ReduceMin", self.op("Mul", [low, self.mask]), [1])
-            high = self.reduce("ReduceMax", self.op("Mul", [high, self.mask]), [1])
+            # multiplied by 0 (Where is several times slower here), and 0 the range always includes.
+            # (Padded positions are quantized with the pair's scale, saturating if they must: no valid
+            # position reads them.)
+            low = self.reduce("ReduceMin", x, [-1], keep=True)
+            high = self.reduce("ReduceMax", x, [-1], keep=True)
+            low = self.reduce("ReduceMin", self.op("Mul", [low, self.mask]), [1, 2], keep=False)
+            high = self.reduce("ReduceMax", self.op("Mul", [high, self.mask]), [1, 2], keep=False)
+        # From here on one value per pair (batch,).
         low, high = self.op("Min", [low, self.zero]), self.op("Max", [high, self.zero])
         step = self.op("Div", [self.op("Sub", [high, low]), self.levels])
         # 1 where the range is empty (step is 0 there); Add is several times faster than Where here.
         empty = self.op("Cast", [self.op("Equal", [high, low])], int_attribute("to", FLOAT))
         scale = self.op("Add", [step, empty])
-        shifted = self.op("Sub", [self.zero, self.op("Div", [low, scale])])
+        # onnxruntime clips 0 - min / scale to [0, 255] before rounding; it is in [0, 255] but for a few
+        # ulps above 255 (min <= 0 <= max), which round to 255 as well: no Clip needed.
         zero_point = self.op(
             "Cast",
-            [self.op("Round", [self.op("Clip", [shifted, self.zero, self.levels])])],
+            [self.op("Round", [self.op("Sub", [self.zero, self.op("Div", [low, scale])])])],
             int_attribute("to", UINT8),
         )
-        flat_scale = self.op("Reshape", [scale, self.flat])
-        quantized = self.op(
-            "QuantizeLinear",
-            [x, flat_scale, self.op("Reshape", [zero_point, self.flat])],
-            int_attribute("axis", 0),
+        quantized = self.op("QuantizeLinear", [x, scale, zero_point], int_attribute("axis", 0))
+        row_shape = self.constant("row_shape", np.array([-1] + [1] * (len(dims) - 1), np.int64))
+        zero_point_rows = self.op(
+            "Reshape", [self.op("Cast", [zero_point], int_attribute("to", INT32)), row_shape]
         )
-        rows = _Rows(quantized, scale, flat_scale, self.op("Cast", [zero_point], int_attribute("to", INT32)))
+        rows = _Rows(quantized, scale, row_shape, zero_point_rows)
         self._rows[x] = rows
         return rows
 
@@ -261,10 +265,10 @@ class _Rewrite:
         exact = self.op("Sub", [product, self.op("Mul", [rows.zero_point, column_sums])])
         if self.graph.shape_of(weight_scale) in ((), (1,)):
             # float(exact) * (scale * w_scale) in one pass: DequantizeLinear along the batch axis.
-            multiplier = self.op("Mul", [rows.flat_scale, weight_scale])
+            multiplier = self.op("Mul", [rows.scale, weight_scale])
             scaled = self.op("DequantizeLinear", [exact, multiplier], int_attribute("axis", 0))
         else:  # a scale per weight column
-            multiplier = self.op("Mul", [rows.scale, weight_scale])
+            multiplier = self.op("Mul", [self.op("Reshape", [rows.scale, rows.row_shape]), weight_scale])
             scaled = self.op("Mul", [self.op("Cast", [exact], int_attribute("to", FLOAT)), multiplier])
         if bias:
             self.nodes.append(Node("Add", (scaled, bias), (output,), name=self.name("Add")))

@@ -118,6 +118,26 @@ def test_a_naive_padded_batch_through_the_original_graph_is_not_exact(family: st
     assert_exact(engine, runs)
 
 
+def test_weights_quantized_per_channel_batch_exactly_too(tmp_path: Path) -> None:
+    """quantize_dynamic's per_channel option: a weight scale per column, the rewrite's other multiplier path."""
+    folder = tmp_path / MODEL_NAME
+    shutil.copytree(fixture_model("int8"), folder)
+    quantize_dynamic(
+        find_onnx_file(fixture_model("fp32")),
+        find_onnx_file(folder),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+    )
+    engine = CrossEncoder.load(folder, EngineOptions(exact_batches=True))
+    reference = CrossEncoder.load(folder)
+    passages = ["", "moon", " ".join(WORDS[:30]), " ".join(WORDS[30:200]), " ".join(WORDS[200:207])]
+    runs = runs_of(engine, "how far is the moon", passages)
+    batched = engine.runner.infer_exact_batch(runs)
+    assert all(
+        np.array_equal(batched[index], reference.runner.infer([run])[0]) for index, run in enumerate(runs)
+    )
+
+
 # --- what the rewrite refuses ------------------------------------------------------------------------
 
 
