@@ -75,9 +75,9 @@ def test_token_cost_follows_recent_requests_most() -> None:
     cost = TokenCost(prior_us=100.0)
     for _ in range(40):
         cost.observe(_report(4096, 4096 * 300e-6))  # a slow start (cold caches, a noisy neighbour)
-    for _ in range(40):
+    for _ in range(10 * TokenCost.HALF_LIFE):  # ten half-lives: the slow start weighs about 0.1 %
         cost.observe(_report(4096, 4096 * 100e-6))
-    assert cost.us_per_token() == pytest.approx(100.0, rel=0.05)
+    assert cost.us_per_token() == pytest.approx(100.0, rel=0.01)
 
 
 def test_merge_puts_every_shard_back_in_input_order_and_sums_the_counts() -> None:
