@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import statistics
 import sys
 import time
@@ -53,7 +54,9 @@ def _ours(model: Path, vcpus: int) -> Contender:
     from reranker.config import LAMBDA_MEMORY_SIZE, ONE_VCPU_MEMORY_MB, Settings
     from reranker.engine import CrossEncoder, EngineOptions
 
-    settings = Settings.from_env({LAMBDA_MEMORY_SIZE: str(ONE_VCPU_MEMORY_MB * vcpus)})
+    # The engine's own settings from this environment (ENGINE_*, ORT_*), so a schedule can be compared.
+    tuning = {key: value for key, value in os.environ.items() if key.startswith(("ENGINE_", "ORT_"))}
+    settings = Settings.from_env({**tuning, LAMBDA_MEMORY_SIZE: str(ONE_VCPU_MEMORY_MB * vcpus)})
     encoder = CrossEncoder.load(model, EngineOptions.from_settings(settings))
 
     def run(request: Any) -> float:

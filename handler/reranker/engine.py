@@ -177,6 +177,7 @@ class CrossEncoder:
             batch_size=options.exact_batch_max_pairs if exact else options.batch_size,
             parallel_runs=options.parallel_runs,
             tail_session=tail_session,
+            tail_threads=options.tail_threads or options.intra_op_threads,
             batch_session=batch_session,
             exact_batch_max_tokens=min(options.exact_batch_max_tokens, self._max_length),
             exact_batch_min_gain=options.exact_batch_min_gain_percent / 100,

@@ -60,20 +60,22 @@ def resolve_schedule(schedule: Schedule, *, quantized: bool, exact_batches: bool
     return schedule
 
 
-def runs_in_the_tail(left_to_start: int, parallel_runs: int) -> bool:
-    """Whether a run that starts with ``left_to_start`` runs not yet started (itself included) is in the tail.
+def request_fits_the_tail(batches: int, parallel_runs: int, tail_threads: int) -> bool:
+    """Whether a request of ``batches`` runs can run them all on the tail session at once.
 
-    Runs start in order, one per free worker, so from there on fewer runs are left than workers: the
-    workers that find nothing more to start leave vCPUs idle, which the tail's intra-op threads can use.
+    It can when every run, with the tail's intra-op threads, finds idle vCPUs: batches x tail_threads no more
+    than the vCPUs (``parallel_runs``). Measured (docs/benchmarks.md, the tail): a tail run that starts while
+    another run still holds its vCPU is slower than one thread, so only such requests use it.
     """
-    return left_to_start < parallel_runs
+    return batches * tail_threads <= parallel_runs
 
 
 class OnnxRunner:
     """Runs pairs through one session: each alone ("single"), in length-sorted padded batches, or as planned.
 
-    ``tail_session`` (the same model with more intra-op threads), when given, runs the request's tail: each
-    batch that starts when fewer batches are left than ``parallel_runs`` (see runs_in_the_tail).
+    ``tail_session`` (the same model with ``tail_threads`` intra-op threads), when given, runs every batch of a
+    request small enough to leave vCPUs idle (see request_fits_the_tail). With several runs in flight, pairs
+    run alone start longest first, so that no long pair starts last while the other workers idle.
 
     ``batch_session``, when given, is an int8 model's exact-batch graph (exact_batches.py): infer_exact_batch
     runs a padded batch through it, every pair's logits bit for bit those the pair gets alone in ``session``.
@@ -91,6 +93,7 @@ class OnnxRunner:
         batch_size: int,
         parallel_runs: int,
         tail_session: ort.InferenceSession | None = None,
+        tail_threads: int = 2,
         batch_session: ort.InferenceSession | None = None,
         exact_batch_max_tokens: int = 0,
         exact_batch_min_gain: float = 0.0,
@@ -103,6 +106,7 @@ class OnnxRunner:
             )
         self.session = session
         self.tail_session = tail_session
+        self._tail_threads = tail_threads
         self.batch_session = batch_session
         self.schedule = schedule
         self.input_names = frozenset(node.name for node in session.get_inputs())
@@ -128,6 +132,8 @@ class OnnxRunner:
             return
         lengths = [] if self.schedule == "single" else [len(run.ids) for run in runs]
         if sum(tokens <= self._exact_batch_max_tokens for tokens in lengths) < 2:
+            if self._parallel_runs > 1:  # longest first: the makespan of several workers
+                runs = sorted(runs, key=lambda run: -len(run.ids))
             for run in runs:
                 yield [run]
             return
@@ -215,15 +221,18 @@ class OnnxRunner:
             )
         return np.asarray(self.batch_session.run(None, self.feed(batch))[0])
 
-    def session_of(self, batch: Batch, left_to_start: int) -> ort.InferenceSession:
-        """The session a planned batch runs on: an exact batch of several pairs on the batch session."""
+    def session_of(self, batch: Batch, batches: int) -> ort.InferenceSession:
+        """The session a planned batch of a request of ``batches`` runs on: an exact batch of several pairs on
+        the batch session, the others as session_for says."""
         if self.schedule == "exact_batches" and len(batch) > 1 and self.batch_session is not None:
             return self.batch_session
-        return self.session_for(left_to_start)
+        return self.session_for(batches)
 
-    def session_for(self, left_to_start: int) -> ort.InferenceSession:
-        """The session of a batch that starts with ``left_to_start`` batches not yet started (itself included)."""
-        if self.tail_session is not None and runs_in_the_tail(left_to_start, self._parallel_runs):
+    def session_for(self, batches: int) -> ort.InferenceSession:
+        """The session of the runs of a request of ``batches`` runs: the tail session if they all fit it."""
+        if self.tail_session is not None and request_fits_the_tail(
+            batches, self._parallel_runs, self._tail_threads
+        ):
             return self.tail_session
         return self.session
 
@@ -233,12 +242,10 @@ class OnnxRunner:
         """Each batch with its logits, until should_stop() says stop; runs already in flight then still finish."""
         in_flight: deque[tuple[Batch, Future[np.ndarray]]] = deque()
         batches = list(self.batches(runs))
-        for index, batch in enumerate(batches):
+        for batch in batches:
             if should_stop is not None and should_stop():
                 break
-            # The pool starts batches in the order they are submitted, so this one starts with the batches
-            # from it to the end not yet started.
-            session = self.session_of(batch, len(batches) - index)
+            session = self.session_of(batch, len(batches))
             if self._pool is None:
                 yield batch, self.infer(batch, session)
                 continue

@@ -13,7 +13,7 @@ import pytest
 from reranker.config import Settings
 from reranker.engine import CrossEncoder, EngineOptions
 from reranker.model_files import find_onnx_file
-from reranker.onnx_runs import OnnxRunner, runs_in_the_tail, session_options
+from reranker.onnx_runs import OnnxRunner, request_fits_the_tail, session_options
 from tests.models import FAMILY_NAMES, fixture_model
 from tools.fixture_model.corpus import CorpusGenerator
 
@@ -30,28 +30,54 @@ def session(kind: str, threads: int = 1) -> ort.InferenceSession:
 
 
 @pytest.mark.parametrize(
-    ("parallel_runs", "tail"),
-    [(1, []), (2, [1]), (3, [1, 2]), (6, [1, 2, 3, 4, 5])],
+    ("parallel_runs", "tail_threads", "fits"),
+    [(1, 2, []), (2, 2, [1]), (3, 2, [1]), (4, 2, [1, 2]), (6, 2, [1, 2, 3]), (6, 3, [1, 2])],
 )
-def test_the_tail_is_the_runs_that_start_with_fewer_left_than_workers(
-    parallel_runs: int, tail: list[int]
+def test_a_request_runs_on_the_tail_session_only_when_every_run_finds_idle_vcpus(
+    parallel_runs: int, tail_threads: int, fits: list[int]
 ) -> None:
-    assert [left for left in range(1, 20) if runs_in_the_tail(left, parallel_runs)] == tail
+    assert [n for n in range(1, 20) if request_fits_the_tail(n, parallel_runs, tail_threads)] == fits
 
 
-def test_the_last_batches_run_on_the_tail_session_and_the_others_on_the_main_one() -> None:
+def _runner_with_tail(parallel_runs: int) -> tuple[OnnxRunner, ort.InferenceSession, ort.InferenceSession]:
     # Two different models make the session each batch ran on visible in its logits.
     main, tail = session("int8"), session("fp32")
+    runner = OnnxRunner(
+        main, pad_id=0, schedule="single", batch_size=1, parallel_runs=parallel_runs, tail_session=tail
+    )
+    return runner, main, tail
+
+
+def test_a_request_that_fits_the_tail_runs_every_pair_on_the_tail_session() -> None:
+    encoder = CrossEncoder.load(fixture_model("int8"))
+    request = CorpusGenerator(seed=5).request(2)
+    runs = encoder.tokenization.encode(request.query, request.passages, "truncate").runs
+    runner, _, tail = _runner_with_tail(parallel_runs=4)  # 2 runs x 2 threads: 4 vCPUs
+    ran = [(batch, logits) for batch, logits in runner.run(runs)]
+    assert len(ran) == 2
+    assert all(np.array_equal(logits, runner.infer(batch, tail)) for batch, logits in ran)
+
+
+def test_a_bigger_request_runs_on_the_main_session_longest_pairs_first() -> None:
     encoder = CrossEncoder.load(fixture_model("int8"))
     request = CorpusGenerator(seed=5).request(9)
     runs = encoder.tokenization.encode(request.query, request.passages, "truncate").runs
-    runner = OnnxRunner(main, pad_id=0, schedule="single", batch_size=1, parallel_runs=3, tail_session=tail)
-    ran = [logits for _, logits in runner.run(runs)]
-    on_main = [runner.infer(batch, main) for batch in runner.batches(runs)]
-    on_tail = [runner.infer(batch, tail) for batch in runner.batches(runs)]
-    assert all(not np.array_equal(a, b) for a, b in zip(on_main, on_tail, strict=True))
-    expected = on_main[:7] + on_tail[7:]  # 9 batches, 3 workers: the last two start with 2 and 1 left
-    assert all(np.array_equal(a, b) for a, b in zip(ran, expected, strict=True))
+    runner, main, tail = _runner_with_tail(parallel_runs=3)
+    ran = list(runner.run(runs))
+    lengths = [len(batch[0].ids) for batch, _ in ran]
+    assert lengths == sorted(lengths, reverse=True)
+    assert sorted(batch[0].passage for batch, _ in ran) == list(range(9))
+    for batch, logits in ran:
+        assert np.array_equal(logits, runner.infer(batch, main))
+        assert not np.array_equal(logits, runner.infer(batch, tail))
+
+
+def test_one_worker_runs_the_pairs_in_input_order() -> None:
+    encoder = CrossEncoder.load(fixture_model("int8"))
+    request = CorpusGenerator(seed=5).request(9)
+    runs = encoder.tokenization.encode(request.query, request.passages, "truncate").runs
+    runner = OnnxRunner(session("int8"), pad_id=0, schedule="single", batch_size=1, parallel_runs=1)
+    assert [batch[0].passage for batch, _ in runner.run(runs)] == list(range(9))
 
 
 def test_without_a_tail_session_every_batch_runs_on_the_main_one() -> None:
