@@ -24,18 +24,9 @@ from reranker.model_files import load_tokenizer
 from reranker.onnx_runs import OnnxRunner, resolve_schedule
 from reranker.run_costs import RunCosts
 from tests.models import FAMILY_NAMES, MODEL_NAME, fixture_model
+from tests.run_cost_shapes import NANO_LIKE as BATCHES_PAY  # batches of short pairs always pay
 from tools.fixture_model.__main__ import ONNX_FILE
 from tools.fixture_model.corpus import CorpusGenerator
-
-# Costs under which batches of short pairs always pay (shaped like the nano's on one vCPU).
-BATCHES_PAY = RunCosts(
-    single_base=120e-6,
-    single_per_token=2e-6,
-    batch_base=200e-6,
-    batch_per_row=8e-6,
-    batch_per_token=2.2e-6,
-    max_tokens=64,
-)
 
 
 def write_masked_sum_model(model_dir: Path) -> None:

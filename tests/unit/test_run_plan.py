@@ -12,26 +12,7 @@ from hypothesis import strategies as st
 
 from reranker.run_costs import PROBE_ROUNDS, ProbeShapes, RunCosts, fit_run_costs, measure_run_costs
 from reranker.run_plan import PlannedRun, plan_runs
-
-# Shaped like the nano's costs on one vCPU (microseconds): a batch run has a higher fixed cost than a run alone,
-# and each padded token costs about what a token alone does.
-NANO_LIKE = RunCosts(
-    single_base=120e-6,
-    single_per_token=2e-6,
-    batch_base=200e-6,
-    batch_per_row=8e-6,
-    batch_per_token=2.2e-6,
-    max_tokens=64,
-)
-# Batches that never pay: each row costs more than a run alone.
-BATCHES_NEVER_PAY = RunCosts(
-    single_base=50e-6,
-    single_per_token=1e-6,
-    batch_base=500e-6,
-    batch_per_row=60e-6,
-    batch_per_token=3e-6,
-    max_tokens=64,
-)
+from tests.run_cost_shapes import BATCHES_NEVER_PAY, NANO_LIKE
 
 _COSTS = st.builds(
     RunCosts,
