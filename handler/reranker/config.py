@@ -191,8 +191,9 @@ class _Inference:
     engine_tail_intra_op_threads: int = setting(
         "ENGINE_TAIL_INTRA_OP_THREADS",
         1,
-        "onnxruntime threads of each run that starts when fewer runs are left than ENGINE_PARALLEL_RUNS (the "
-        "request's tail; a second session, so the model's memory twice); 1 = off, the tail runs like the rest",
+        "onnxruntime threads of each run of a request small enough that its runs times these threads fit "
+        "ENGINE_PARALLEL_RUNS (a request of very few passages; a second session, so the model's memory twice); "
+        "1 = off",
         maximum=64,
     )
 
