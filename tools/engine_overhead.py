@@ -16,13 +16,13 @@ import argparse
 import cProfile
 import pstats
 import random
-import statistics
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from tools.fixture_model.corpus import CorpusGenerator
+from tools.timing import median_seconds
 
 REPO = Path(__file__).resolve().parent.parent
 HANDLER_DIR = REPO / "handler"
@@ -36,15 +36,6 @@ def short_request(passages: int, words: tuple[int, int], seed: int = 7) -> tuple
     request = corpus.request(passages)
     texts = [" ".join(text.split()[: pick.randint(*words)]) for text in request.passages]
     return request.query, texts
-
-
-def median_seconds(action: Callable[[], None], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def min_seconds(action: Callable[[], None], repeats: int) -> float:

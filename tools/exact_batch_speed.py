@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tools.timing import median_seconds
 
 HANDLER_DIR = Path(__file__).resolve().parent.parent / "handler"
 TOKENS = (16, 32, 64)
@@ -23,12 +24,7 @@ PAIRS = (8, 16, 48)
 
 
 def median_ms(work: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
+    return median_seconds(work, repeats) * 1000
 
 
 def pairs_of(length: int, count: int) -> list[Any]:
