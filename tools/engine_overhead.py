@@ -4,8 +4,9 @@
 
 Prints the median time of CrossEncoder.score on the request, the median time of the same model runs made
 straight through onnxruntime (the same feeds, built beforehand, on the sessions the plan picks), and their
-difference: what tokenizing, feeds, planning and bookkeeping add; then the quickest time of three of those
-pieces alone (tokenizing, building the feeds, the per-passage bookkeeping), which a busy machine blurs less.
+difference: what tokenizing, feeds, planning and bookkeeping add; then the quickest time of some of those
+pieces alone (tokenizing; tokenizing with the word cache emptied first, as in a new environment; building the
+feeds; the per-passage bookkeeping), which a busy machine blurs less.
 ``--schedule exact_batches`` builds the exact batch graph and measures the run costs first. ``--profile`` prints cProfile's top functions by own time too. A timing: run it on a quiet
 machine (nothing else busy), pinned to one core, e.g. ``taskset -c 0 python -m tools.engine_overhead``.
 """
@@ -112,7 +113,18 @@ def main() -> None:
     print(
         f"around runs:  {(whole - bound) * 1e3:.3f} ms ({(whole - bound) / len(passages) * 1e6:.1f} us a passage)"
     )
-    pieces = {"tokenize": tokenize, "feeds": build_feeds, "bookkeeping": bookkeeping}
+
+    def tokenize_cold() -> None:  # as the first request of an environment does
+        if encoder.tokenization.word_pieces is not None:
+            encoder.tokenization.word_pieces.clear()
+        tokenize()
+
+    pieces = {
+        "tokenize": tokenize,
+        "tokenize, no word cached": tokenize_cold,
+        "feeds": build_feeds,
+        "bookkeeping": bookkeeping,
+    }
     quickest = {name: min_seconds(piece, args.repeats * 5) for name, piece in pieces.items()}
     print(
         "pieces, quickest of",

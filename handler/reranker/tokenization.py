@@ -10,7 +10,7 @@ from typing import Literal
 from tokenizers import Encoding, Tokenizer
 
 from reranker.text import replace_lone_surrogates
-from reranker.wordpiece_fast_path import BatchEncoder, batch_encoder
+from reranker.wordpiece_fast_path import BatchEncoder, WordPieceFastPath, WordPieces, batch_encoder
 
 LongDocuments = Literal["truncate", "window"]
 
@@ -202,10 +202,21 @@ class PairTokenizer:
         self.template = read_pair_template(tokenizer)
         self._batches = batch_encoder(tokenizer)
         self._whole_passage_batches: BatchEncoder | None = None
+        # Untruncated ids of single texts, where the encoder can give them without the tokenizer (WordPiece).
+        self._text_ids: Callable[[Sequence[str]], list[list[int] | None]] | None = (
+            self._batches.text_ids if isinstance(self._batches, WordPieceFastPath) else None
+        )
+        truncation = tokenizer.truncation
+        self._limit: int | None = None if truncation is None else int(truncation["max_length"])
 
     @property
     def tokenizer(self) -> Tokenizer:
         return self._tokenizer
+
+    @property
+    def word_pieces(self) -> WordPieces | None:
+        """The cache of words' ids pairs are built from, where the tokenizer has the WordPiece fast path."""
+        return self._batches.words if isinstance(self._batches, WordPieceFastPath) else None
 
     def passage_batches(self) -> BatchEncoder:
         """Batch calls of a tokenizer copy that keeps every token of a passage, made the first time it is needed."""
@@ -234,13 +245,13 @@ class PairTokenizer:
         query = tokenizer_text(query)
         runs: list[PairInput] = []
         overflowing: list[int] = []
+        query_ids = self._query_ids(query)
         # Each chunk's encodings become runs inside its own deadline-checked slice: turning them into Python
         # lists costs as much as a third of the tokenizing for long passages.
-        for start, encodings in self._chunk_encodings(query, passages, should_stop):
-            for index, encoding in enumerate(encodings, start):
-                runs.append(PairInput(index, encoding.ids, encoding.type_ids))
-                if encoding.overflowing:
-                    overflowing.append(index)
+        for start, end in chunks([len(text) for text in passages], self.precut_chars, should_stop):
+            chunk_runs, chunk_overflowing = self._chunk_runs(query, query_ids, passages, start, end)
+            runs += chunk_runs
+            overflowing += chunk_overflowing
         if mode == "truncate" or not overflowing:
             return Encoded(runs, len(overflowing), len(runs))
         tokenized = len(runs)
@@ -249,6 +260,57 @@ class PairTokenizer:
         long_passages = set(overflowing)
         runs = [run for run in runs if run.passage not in long_passages] + window_runs
         return Encoded(runs, cut, tokenized)
+
+    def _query_ids(self, query: str) -> list[int] | None:
+        """The query's ids, for pairs built in the template from ids (None: every pair through the tokenizer)."""
+        if self._text_ids is None or self.template is None:
+            return None
+        return self._text_ids([query])[0]
+
+    def _chunk_runs(
+        self, query: str, query_ids: list[int] | None, passages: Sequence[str], start: int, end: int
+    ) -> tuple[list[PairInput], list[int]]:
+        """The runs of passages[start:end] in order, and which of them overflow: pairs built from ids where
+        they can be (_pairs_from_ids), the others encoded as pairs by the tokenizer."""
+        built = {} if query_ids is None else self._pairs_from_ids(query_ids, passages, start, end)
+        if len(built) == end - start:
+            return [PairInput(index, *built[index]) for index in range(start, end)], []
+        rest = [index for index in range(start, end) if index not in built]
+        encodings = iter(self._encode_chunk(query, [passages[index] for index in rest]))
+        runs: list[PairInput] = []
+        overflowing: list[int] = []
+        for index in range(start, end):
+            if index in built:
+                runs.append(PairInput(index, *built[index]))
+                continue
+            encoding = next(encodings)
+            runs.append(PairInput(index, encoding.ids, encoding.type_ids))
+            if encoding.overflowing:
+                overflowing.append(index)
+        return runs, overflowing
+
+    def _pairs_from_ids(
+        self, query_ids: list[int], passages: Sequence[str], start: int, end: int
+    ) -> dict[int, tuple[list[int], list[int]]]:
+        """(ids, type ids) of each pair of passages[start:end] built in the template from the query's ids and the
+        passage's, where it fits whole: the tokenizer encodes each text of a pair alone and truncates nothing
+        that fits, so these are its ids. Passages past the pre-cut length are left to the tokenizer."""
+        template, text_ids = self.template, self._text_ids
+        if template is None or text_ids is None:
+            return {}
+        room = None if self._limit is None else self._limit - template.special_tokens - len(query_ids)
+        short = [
+            index
+            for index in range(start, end)
+            if self.precut_chars is None or len(passages[index]) <= self.precut_chars
+        ]
+        built: dict[int, tuple[list[int], list[int]]] = {}
+        for index, ids in zip(
+            short, text_ids([tokenizer_text(passages[index]) for index in short]), strict=True
+        ):
+            if ids is not None and (room is None or len(ids) <= room):
+                built[index] = template.build(query_ids, ids)
+        return built
 
     def encode_pairs(
         self, query: str, passages: Sequence[str], should_stop: Callable[[], bool] | None = None

@@ -28,6 +28,7 @@ from __future__ import annotations
 import string
 import unicodedata
 from collections.abc import Callable, Sequence
+from itertools import chain
 from typing import Literal
 
 from tokenizers import Encoding, Tokenizer, models, normalizers, pre_tokenizers
@@ -45,6 +46,9 @@ Reading = Literal["dropped", "space", "punctuation", "isolated", "word"]
 # Characters past the ones learned at load are learned as texts bring them, up to this many in all (a bound on
 # the tables' memory, about 2 MB, whatever callers send); texts with others take the tokenizer's own path.
 MAX_LEARNED_CHARACTERS = 16384
+# Each word's WordPiece ids are kept once seen, up to this many words in all (a bound on memory, about 15 MB
+# whatever callers send); a word past it is asked of the model again whenever a text holds it.
+MAX_CACHED_WORDS = 65536
 
 
 class BatchEncoder:
@@ -257,6 +261,9 @@ class WordPieceFastPath(BatchEncoder):
         self._added_tokens = added_tokens
         self._tables = tables
         self._twin = _twin(tokenizer)
+        prefix = getattr(tokenizer.model, "continuing_subword_prefix", "") or ""
+        set_apart = bool(prefix) and tables.prepare.get(ord(prefix[0])) == f" {prefix[0]} "
+        self._words = WordPieces(tokenizer.model, word_start=prefix if set_apart else None)
 
     @classmethod
     def for_tokenizer(cls, tokenizer: Tokenizer) -> WordPieceFastPath | None:
@@ -323,6 +330,107 @@ class WordPieceFastPath(BatchEncoder):
             lambda slow: self._tokenizer.encode_batch_fast(
                 [texts[index] for index in slow], add_special_tokens=add_special_tokens
             ),
+        )
+
+    @property
+    def words(self) -> WordPieces:
+        return self._words
+
+    def text_ids(self, texts: Sequence[str]) -> list[list[int] | None]:
+        """Each text's ids as ``tokenizer.encode(text, add_special_tokens=False)`` gives them untruncated, from
+        the words' cached ids; None for a text that must go through the tokenizer itself."""
+        prepared = self._prepare_all(texts)
+        ready = [text for text in prepared if text is not None]
+        ids = iter(self._words.ids_of(ready))
+        return [None if text is None else next(ids) for text in prepared]
+
+
+class WordPieces:
+    """Each word's WordPiece ids, asked of the model once: the ids of a prepared text are its words' ids in turn.
+
+    The twin splits a prepared text at whitespace and runs WordPiece on each word alone, so a word's ids do not
+    depend on its neighbours: tokenizing 50 short passages from cached words takes about a third of the twin's
+    time (``python -m tools.engine_overhead``), and the query is read once a request, not once a passage. Words
+    not cached yet are asked of the model all together, joined into one text. Up to MAX_CACHED_WORDS words
+    are kept (a Zipfian vocabulary: common words soon are); the rest are asked again whenever a text holds them.
+    """
+
+    def __init__(self, model: models.Model, *, word_start: str | None, limit: int = MAX_CACHED_WORDS) -> None:
+        """``word_start``: the continuing-subword prefix when no prepared word can start with it (its first
+        character is set apart as punctuation), so a token whose text does not start with it starts a word;
+        None learns only from texts of one token a word."""
+        # The twin's pipeline without its truncation, padding or template: one word's ids, whole.
+        self._splitter = Tokenizer(model)
+        self._splitter.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        self._token_text = model.id_to_token
+        self._continues = word_start
+        self._limit = limit
+        self._ids: dict[str, tuple[int, ...]] = {}
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def clear(self) -> None:
+        """Forget every cached word (a cold start's cache, for measuring)."""
+        self._ids.clear()
+
+    def ids_of(self, prepared: Sequence[str]) -> list[list[int]]:
+        """The ids of each prepared text (``WordPieceFastPath.prepare``) as the twin gives them untruncated."""
+        results: list[list[int]] = []
+        pending: list[tuple[int, list[str] | None]] = []  # texts with a word not cached yet, and their words
+        lookup = self._ids.__getitem__
+        for position, text in enumerate(prepared):
+            # A prepared text holds no whitespace but spaces (the rest is read as a space or dropped), so
+            # str.split() splits where the twin's WhitespaceSplit does. isprintable() guards that: it is False for
+            # the separators str.split() alone splits at (U+001C-U+001F), as for any whitespace but the space.
+            words = text.split() if text.isprintable() else None
+            if words is not None:
+                try:
+                    results.append(list(chain.from_iterable(map(lookup, words))))
+                    continue
+                except KeyError:
+                    pass
+            results.append([])  # the model's ids, from _learn
+            pending.append((position, words))
+        if pending:
+            self._learn(prepared, pending, results)
+        return results
+
+    def _learn(
+        self, prepared: Sequence[str], pending: list[tuple[int, list[str] | None]], results: list[list[int]]
+    ) -> None:
+        """The pending texts' ids from the model (one batch call, the twin's cost), their words' cached from them."""
+        encodings = self._splitter.encode_batch_fast(
+            [prepared[position] for position, _ in pending], add_special_tokens=False
+        )
+        learned: dict[str, tuple[int, ...]] = {}
+        for (position, words), encoding in zip(pending, encodings, strict=True):
+            ids = results[position] = encoding.ids
+            if words is None:
+                continue
+            if len(ids) == len(words):  # one token a word, the common case
+                learned.update(zip(words, zip(ids, strict=True), strict=True))
+                continue
+            if self._continues is not None:
+                learned.update(self._split_pieces(words, ids, self._continues))
+        if len(self._ids) + len(learned) <= self._limit:
+            self._ids.update(learned)
+
+    def _split_pieces(self, words: list[str], ids: list[int], prefix: str) -> dict[str, tuple[int, ...]]:
+        """Each word's ids among a text's: the batch call gives no word ids, but a word's first token is the
+        one whose text does not start with ``prefix``. Nothing when the count of such tokens is not the words'."""
+        starts: list[int] = []
+        for at, token in enumerate(ids):
+            text = self._token_text(token)
+            if text is None:
+                return {}
+            if not text.startswith(prefix):
+                starts.append(at)
+        if len(starts) != len(words):
+            return {}
+        ends = [*starts[1:], len(ids)]
+        return dict(
+            zip(words, (tuple(ids[start:end]) for start, end in zip(starts, ends, strict=True)), strict=True)
         )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
@@ -305,6 +305,30 @@ def test_cutting_long_passages_never_changes_the_tokens(family: str, query: str,
     assert [encoding.ids for encoding in got] == [encoding.ids for encoding in expected]
     assert [encoding.type_ids for encoding in got] == [encoding.type_ids for encoding in expected]
     assert [bool(e.overflowing) for e in got] == [bool(e.overflowing) for e in expected]
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+@pytest.mark.parametrize("limit", [32, None])
+@settings(max_examples=60, deadline=None)
+@given(query=_TEXTS, passages=st.lists(_TEXTS | _LONG_TEXTS, min_size=1, max_size=5))
+@example(query="", passages=["", "a", "what is it"])
+def test_the_runs_are_the_tokenizers_own_pairs(
+    family: str, limit: int | None, query: str, passages: list[str]
+) -> None:
+    # Given pairs that fit the limit whole (built from the query's and the passage's ids) and pairs that do not
+    encoder = _small_limit_encoder(family) if limit else _encoder(family)
+    # When the engine tokenizes them for its runs
+    encoded = encoder.tokenization.encode(query, passages, "truncate")
+    # Then each run is the tokenizer's own encoding of the pair, truncated where it overflows
+    expected = encoder.tokenization.tokenizer.encode_batch([(query, passage) for passage in passages])
+    assert [run.passage for run in encoded.runs] == list(range(len(passages)))
+    assert [(run.ids, run.type_ids) for run in encoded.runs] == [(e.ids, e.type_ids) for e in expected]
+    assert encoded.truncated == sum(bool(encoding.overflowing) for encoding in expected)
+
+
+@functools.cache
+def _encoder(family: str) -> CrossEncoder:
+    return CrossEncoder.load(fixture_model("int8", family))
 
 
 @functools.cache

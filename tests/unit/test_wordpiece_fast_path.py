@@ -115,6 +115,67 @@ def test_texts_encode_exactly_as_the_tokenizer_does(
     same(got, own.encode_batch(texts, add_special_tokens=add_special_tokens))
 
 
+shared_fast_path = functools.cache(fast_path)
+
+
+@functools.cache
+def untruncated(variant: str) -> Tokenizer:
+    copy = Tokenizer.from_str(tokenizer(variant).to_str())
+    copy.no_truncation()
+    return copy
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@settings(max_examples=60, deadline=None)
+@given(texts=st.lists(TEXTS, max_size=6))
+@example(texts=["the the THE", "", "   ", "x" * 120 + " foo", "a\x1cb c\x1fd", "東京 naïve"])
+def test_text_ids_are_the_tokenizers_untruncated_ids(variant: str, texts: list[str]) -> None:
+    # Given texts past the 48-token limit among others, through a fast path whose word cache is shared by examples
+    path = shared_fast_path(variant)
+    got = path.text_ids(texts)
+    expected = untruncated(variant).encode_batch(texts, add_special_tokens=False)
+    # Then each text it takes has the tokenizer's ids, whole, and the others are left to the tokenizer
+    for text, ids, encoding in zip(texts, got, expected, strict=True):
+        assert ids is None or ids == encoding.ids, text
+    assert [ids is None for ids in got] == [path.prepare(text) is None for text in texts]
+
+
+@settings(max_examples=30, deadline=None)
+@given(texts=st.lists(TEXTS, min_size=1, max_size=6))
+def test_words_past_the_cache_bound_are_asked_again_with_the_same_ids(texts: list[str]) -> None:
+    # Given a word cache that holds 3 words at most
+    words = wordpiece_fast_path.WordPieces(tokenizer("uncased").model, word_start="##", limit=3)
+    path = shared_fast_path("uncased")
+    path.text_ids(texts)  # the characters these texts bring, learned
+    prepared = [text for text in map(path.prepare, texts) if text is not None]
+    # When it gives the ids of texts with more words than that, twice
+    first, again = words.ids_of(prepared), words.ids_of(prepared)
+    # Then both times they are the twin's, and it keeps no more than its bound
+    expected = [untruncated("uncased").encode(text, add_special_tokens=False).ids for text in texts]
+    expected = [ids for text, ids in zip(texts, expected, strict=True) if path.prepare(text) is not None]
+    assert first == again == expected
+    assert len(words) <= 3
+
+
+@pytest.mark.parametrize("word_start", ["##", None])
+def test_words_of_several_pieces_are_cached_where_their_first_piece_can_be_told(
+    word_start: str | None,
+) -> None:
+    # Given a text whose words split into several pieces, one of them past the model's 100 characters a word
+    text = "zzyzx unaffable " + "x" * 120 + " foo"
+    expected = untruncated("uncased").encode(text, add_special_tokens=False).ids
+    assert len(expected) > 4
+    words = wordpiece_fast_path.WordPieces(tokenizer("uncased").model, word_start=word_start)
+    # When its ids are asked twice
+    first, again = words.ids_of([text]), words.ids_of([text])
+    # Then they are the tokenizer's, and its words are cached only where a word's first piece is known apart
+    assert first == again == [expected]
+    assert len(words) == (4 if word_start else 0)
+    assert words.ids_of(["foo zzyzx"]) == [
+        untruncated("uncased").encode("foo zzyzx", add_special_tokens=False).ids
+    ]
+
+
 @pytest.mark.parametrize(
     ("text", "taken"),
     [
