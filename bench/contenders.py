@@ -19,6 +19,9 @@ its last stdout line is a JSON object. The contenders:
   loaded with `exact_batches` on, where EngineOptions has it) in padded batches of pairs sorted by length
   (`runner.feed` pads them), at each of the job's batch sizes: the size with the lowest median is kept
   and named; "available": false when the engine has no such session.
+- batched-floor: the batched bound's batches through the original graph instead (runner.session): dynamic
+  quantization then takes one scale per batch, so the scores are not exact; only the time counts. What exact
+  batches would take if exactness cost nothing: the floor of any batching on onnxruntime's own kernels.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-CONTENDERS = ("ours", "flashrank", "flashrank-1-thread", "bound", "batched-bound")
+CONTENDERS = ("ours", "flashrank", "flashrank-1-thread", "bound", "batched-bound", "batched-floor")
 # Between timed requests: one CPU quota period, so that the previous request's spinning intra-op workers
 # have gone idle and each request starts on a fresh quota period, as one arriving alone would.
 PAUSE_SECONDS = 0.1
@@ -112,18 +115,25 @@ def share_out(items: list[Any], sizes: list[int], parts: int) -> list[list[Any]]
     return [share for share in shares if share]
 
 
-def _bound(model: Path, vcpus: int, batch_sizes: list[int] | None) -> dict[str, Contender] | None:
-    """The bound (``batch_sizes`` None: each pair alone), or the batched bound, one variant per batch size."""
+def _bound(
+    model: Path, vcpus: int, batch_sizes: list[int] | None, *, exact: bool = True
+) -> dict[str, Contender] | None:
+    """The bound (``batch_sizes`` None: each pair alone), or the batched bound, one variant per batch size;
+    ``exact`` False: the batched floor (the same batches through the original graph)."""
     import numpy as np
 
     from reranker.engine import CrossEncoder, EngineOptions
 
     options = EngineOptions(intra_op_threads=1, parallel_runs=1)
-    if batch_sizes and "exact_batches" in {field.name for field in dataclasses.fields(EngineOptions)}:
+    if (
+        exact
+        and batch_sizes
+        and "exact_batches" in {field.name for field in dataclasses.fields(EngineOptions)}
+    ):
         options = dataclasses.replace(options, exact_batches=True)  # the engine's opt-in, where it has one
     encoder = CrossEncoder.load(model, options)
     runner = encoder.runner
-    session = getattr(runner, "batch_session", None) if batch_sizes else runner.session
+    session = getattr(runner, "batch_session", None) if batch_sizes and exact else runner.session
     if session is None:
         return None
     pool = ThreadPoolExecutor(vcpus, thread_name_prefix="bound") if vcpus > 1 else None
@@ -186,6 +196,8 @@ def variants(job: dict[str, Any]) -> dict[str, Contender] | None:
         return _bound(model, vcpus, None)
     if kind == "batched-bound":
         return _bound(model, vcpus, [int(size) for size in job["batch_sizes"]])
+    if kind == "batched-floor":
+        return _bound(model, vcpus, [int(size) for size in job["batch_sizes"]], exact=False)
     raise SystemExit(f"unknown contender {kind!r}; known: {', '.join(CONTENDERS)}")
 
 

@@ -13,7 +13,8 @@ Each contender runs in its own fresh process per vCPU count and repeat (bench/co
 one is): ours, FlashRank default, FlashRank with one intra-op thread, the bound (each pair alone,
 pre-tokenized, unpadded, through the original graph: onnxruntime time only) and the batched bound (exact
 padded batches through the engine's batched session, the fastest of --bound-batch-sizes; "n/a" when the
-engine has none). Each process warms
+engine has none) and the batched floor (the same batches through the original graph: not exact, the least
+any batching could take). Each process warms
 up, then times --trials requests of each distribution (tools/fixture_model/length_mix.py) and size; each
 setting runs --repeats times and the better median is kept. The engine is called directly: no score cache.
 

@@ -64,13 +64,16 @@ def test_the_table_gives_both_ratios_and_na_for_a_missing_batched_bound() -> Non
     assert cells == [label, "14", "10.0 ms", "30.0 ms", "15.0 ms", "8.0 ms", "n/a", "1.50x", "3.00x"]
 
 
-def test_the_batched_bound_names_the_batch_size_of_its_better_repeat() -> None:
+def test_the_batched_bound_and_floor_name_the_batch_size_of_their_better_repeat() -> None:
     by_contender: dict[str, Repeats] = {
         "ours": [child([0.010])],
         "batched-bound": [child([0.009], "batches of 8"), child([0.007], "batches of 50")],
+        "batched-floor": [child([0.005], "batches of 16"), child([0.006], "batches of 8")],
     }
     _, _, row = latency_table(by_contender, ["short"], [50])
-    assert [cell.strip() for cell in row.strip("|").split("|")][2:] == ["10.0 ms", "7.0 ms (batches of 50)"]
+    assert [cell.strip() for cell in row.strip("|").split("|")][2:] == [
+        "10.0 ms", "7.0 ms (batches of 50)", "5.0 ms (batches of 16)",
+    ]  # fmt: skip
 
 
 def test_the_bound_shares_pairs_out_longest_first_to_the_least_loaded_thread() -> None:
@@ -86,7 +89,9 @@ def test_flashrank_with_one_thread_is_the_same_model_with_one_intra_op_thread() 
     assert shipped.session.get_session_options().intra_op_num_threads == 0  # onnxruntime's default
 
 
-@pytest.mark.parametrize("contender", ["ours", "flashrank-1-thread", "bound", "batched-bound"])
+@pytest.mark.parametrize(
+    "contender", ["ours", "flashrank-1-thread", "bound", "batched-bound", "batched-floor"]
+)
 def test_a_contender_child_times_each_distribution_and_size(contender: str) -> None:
     job = {
         "contender": contender,
@@ -109,5 +114,5 @@ def test_a_contender_child_times_each_distribution_and_size(contender: str) -> N
             result["timings"].items()} == {"short": {"2": 1, "3": 1}, "msmarco": {"2": 1, "3": 1}}  # fmt: skip
     if contender == "bound":
         assert 8 < result["tokens_per_pair"]["short"]["2"] < 25
-    if contender == "batched-bound":
+    if contender in ("batched-bound", "batched-floor"):
         assert set(result["variant"]["short"].values()) <= {"batches of 2", "batches of 8"}
