@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import string
 import unicodedata
+from collections import ChainMap
 from collections.abc import Callable, Sequence
 from itertools import chain
 from typing import Literal
@@ -49,6 +50,8 @@ MAX_LEARNED_CHARACTERS = 16384
 # Each word's WordPiece ids are kept once seen, up to this many words in all (a bound on memory, about 15 MB
 # whatever callers send); a word past it is asked of the model again whenever a text holds it.
 MAX_CACHED_WORDS = 65536
+# Words not cached yet go to the model joined into texts of this many words (its batch call, no offsets).
+LEARN_WORDS_PER_TEXT = 256
 
 
 class BatchEncoder:
@@ -364,6 +367,9 @@ class WordPieces:
         self._splitter = Tokenizer(model)
         self._splitter.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
         self._token_text = model.id_to_token
+        self._starts_word: dict[
+            int, bool
+        ] = {}  # token id -> whether it starts a word (its text has no prefix)
         self._continues = word_start
         self._limit = limit
         self._ids: dict[str, tuple[int, ...]] = {}
@@ -391,48 +397,79 @@ class WordPieces:
                     continue
                 except KeyError:
                     pass
-            results.append([])  # the model's ids, from _learn
+            results.append([])  # filled below
             pending.append((position, words))
-        if pending:
-            self._learn(prepared, pending, results)
+        if not pending:
+            return results
+        new_words = {word for _, words in pending if words is not None for word in words} - self._ids.keys()
+        learned = self._learn_words(list(new_words)) if self._continues is not None else None
+        if learned is None:  # the words' ids cannot be told apart: the texts whole, through the model
+            self._encode_whole(prepared, pending, results)
+            return results
+        if len(self._ids) + len(learned) <= self._limit:
+            self._ids.update(learned)
+        else:  # the cache is full: this request's new words are kept for this request only
+            lookup = ChainMap(learned, self._ids).__getitem__
+        whole = [(position, words) for position, words in pending if words is None]
+        for position, words in pending:
+            if words is not None:
+                results[position] = list(chain.from_iterable(map(lookup, words)))
+        if whole:
+            self._encode_whole(prepared, whole, results)
         return results
 
-    def _learn(
-        self, prepared: Sequence[str], pending: list[tuple[int, list[str] | None]], results: list[list[int]]
+    def _learn_words(self, words: list[str]) -> dict[str, tuple[int, ...]] | None:
+        """Each word's ids from the model, the words joined into texts of LEARN_WORDS_PER_TEXT (its batch call);
+        None when a text's ids cannot be told apart into its words'."""
+        prefix = self._continues
+        if prefix is None:
+            return None
+        texts = [
+            words[start : start + LEARN_WORDS_PER_TEXT]
+            for start in range(0, len(words), LEARN_WORDS_PER_TEXT)
+        ]
+        learned: dict[str, tuple[int, ...]] = {}
+        encodings = self._splitter.encode_batch_fast(
+            [" ".join(text) for text in texts], add_special_tokens=False
+        )
+        for text, encoding in zip(texts, encodings, strict=True):
+            ids = encoding.ids
+            if len(ids) == len(text):  # one token a word, the common case
+                learned.update(zip(text, zip(ids, strict=True), strict=True))
+                continue
+            pieces = self._split_pieces(ids, prefix)
+            if pieces is None or len(pieces) != len(text):
+                return None
+            learned.update(zip(text, pieces, strict=True))
+        return learned
+
+    def _split_pieces(self, ids: list[int], prefix: str) -> list[tuple[int, ...]] | None:
+        """A text's ids cut into its words': the batch call gives no word ids, but a word's first token is the one
+        whose text does not start with ``prefix`` (no prepared word can start with it). None for an unknown id."""
+        starts: list[int] = []
+        for at, token in enumerate(ids):
+            starts_word = self._starts_word.get(token)
+            if starts_word is None:
+                text = self._token_text(token)
+                if text is None:
+                    return None
+                starts_word = self._starts_word[token] = not text.startswith(prefix)
+            if starts_word:
+                starts.append(at)
+        return [tuple(ids[start:end]) for start, end in zip(starts, [*starts[1:], len(ids)], strict=True)]
+
+    def _encode_whole(
+        self,
+        prepared: Sequence[str],
+        pending: Sequence[tuple[int, list[str] | None]],
+        results: list[list[int]],
     ) -> None:
-        """The pending texts' ids from the model (one batch call, the twin's cost), their words' cached from them."""
+        """The pending texts' ids from the model, each text whole (one batch call: the twin's cost)."""
         encodings = self._splitter.encode_batch_fast(
             [prepared[position] for position, _ in pending], add_special_tokens=False
         )
-        learned: dict[str, tuple[int, ...]] = {}
-        for (position, words), encoding in zip(pending, encodings, strict=True):
-            ids = results[position] = encoding.ids
-            if words is None:
-                continue
-            if len(ids) == len(words):  # one token a word, the common case
-                learned.update(zip(words, zip(ids, strict=True), strict=True))
-                continue
-            if self._continues is not None:
-                learned.update(self._split_pieces(words, ids, self._continues))
-        if len(self._ids) + len(learned) <= self._limit:
-            self._ids.update(learned)
-
-    def _split_pieces(self, words: list[str], ids: list[int], prefix: str) -> dict[str, tuple[int, ...]]:
-        """Each word's ids among a text's: the batch call gives no word ids, but a word's first token is the
-        one whose text does not start with ``prefix``. Nothing when the count of such tokens is not the words'."""
-        starts: list[int] = []
-        for at, token in enumerate(ids):
-            text = self._token_text(token)
-            if text is None:
-                return {}
-            if not text.startswith(prefix):
-                starts.append(at)
-        if len(starts) != len(words):
-            return {}
-        ends = [*starts[1:], len(ids)]
-        return dict(
-            zip(words, (tuple(ids[start:end]) for start, end in zip(starts, ends, strict=True)), strict=True)
-        )
+        for (position, _), encoding in zip(pending, encodings, strict=True):
+            results[position] = encoding.ids
 
 
 def _composable(character: str) -> bool:
