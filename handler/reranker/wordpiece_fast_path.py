@@ -339,12 +339,13 @@ class WordPieceFastPath(BatchEncoder):
     def words(self) -> WordPieces:
         return self._words
 
-    def text_ids(self, texts: Sequence[str]) -> list[list[int] | None]:
+    def text_ids(self, texts: Sequence[str], max_words: int | None = None) -> list[list[int] | None]:
         """Each text's ids as ``tokenizer.encode(text, add_special_tokens=False)`` gives them untruncated, from
-        the words' cached ids; None for a text that must go through the tokenizer itself."""
+        the words' cached ids; None for a text that must go through the tokenizer itself, or that has more than
+        ``max_words`` words (so more tokens than that: each word is one token at least)."""
         prepared = self._prepare_all(texts)
         ready = [text for text in prepared if text is not None]
-        ids = iter(self._words.ids_of(ready))
+        ids = iter(self._words.ids_of(ready, max_words))
         return [None if text is None else next(ids) for text in prepared]
 
 
@@ -381,9 +382,10 @@ class WordPieces:
         """Forget every cached word (a cold start's cache, for measuring)."""
         self._ids.clear()
 
-    def ids_of(self, prepared: Sequence[str]) -> list[list[int]]:
-        """The ids of each prepared text (``WordPieceFastPath.prepare``) as the twin gives them untruncated."""
-        results: list[list[int]] = []
+    def ids_of(self, prepared: Sequence[str], max_words: int | None = None) -> list[list[int] | None]:
+        """The ids of each prepared text (``WordPieceFastPath.prepare``) as the twin gives them untruncated;
+        None for a text of more than ``max_words`` words, which are not looked up or learned."""
+        results: list[list[int] | None] = []
         pending: list[tuple[int, list[str] | None]] = []  # texts with a word not cached yet, and their words
         lookup = self._ids.__getitem__
         for position, text in enumerate(prepared):
@@ -391,6 +393,9 @@ class WordPieces:
             # str.split() splits where the twin's WhitespaceSplit does. isprintable() guards that: it is False for
             # the separators str.split() alone splits at (U+001C-U+001F), as for any whitespace but the space.
             words = text.split() if text.isprintable() else None
+            if words is not None and max_words is not None and len(words) > max_words:
+                results.append(None)
+                continue
             if words is not None:
                 try:
                     results.append(list(chain.from_iterable(map(lookup, words))))
@@ -462,7 +467,7 @@ class WordPieces:
         self,
         prepared: Sequence[str],
         pending: Sequence[tuple[int, list[str] | None]],
-        results: list[list[int]],
+        results: list[list[int] | None],
     ) -> None:
         """The pending texts' ids from the model, each text whole (one batch call: the twin's cost)."""
         encodings = self._splitter.encode_batch_fast(

@@ -176,6 +176,16 @@ def test_words_of_several_pieces_are_cached_where_their_first_piece_can_be_told(
     ]
 
 
+def test_texts_of_more_words_than_the_room_are_left_to_the_tokenizer_unread() -> None:
+    words = wordpiece_fast_path.WordPieces(tokenizer("uncased").model, word_start="##")
+    assert words.ids_of(["one two three", "one two", "unaffable"], max_words=2) == [
+        None,
+        untruncated("uncased").encode("one two", add_special_tokens=False).ids,
+        untruncated("uncased").encode("unaffable", add_special_tokens=False).ids,
+    ]
+    assert len(words) == 3  # one, two and unaffable: the longer text was not read
+
+
 @pytest.mark.parametrize(
     ("text", "taken"),
     [
