@@ -188,15 +188,6 @@ class _Inference:
         maximum=16,
         shown_default="from memory: its vCPUs (MB / 1769 to the nearest, 1 to 6); off Lambda: min(6, CPUs)",
     )
-    engine_parallel_min_run_us: int = setting(
-        "ENGINE_PARALLEL_MIN_RUN_US",
-        400,
-        "a request whose runs take less than this on average (this environment's measured time per token times "
-        "the request's tokens per run) runs them one at a time, even with ENGINE_PARALLEL_RUNS above 1: for "
-        "such runs the Python around each costs a second worker more than it saves; 0 = always in parallel",
-        minimum=0,
-        maximum=1_000_000,
-    )
     engine_tail_intra_op_threads: int = setting(
         "ENGINE_TAIL_INTRA_OP_THREADS",
         1,

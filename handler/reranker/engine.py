@@ -52,8 +52,6 @@ class EngineOptions:
     allow_spinning: bool = Settings.ort_allow_spinning
     # Model runs in flight at once, each on its own thread (onnxruntime releases the GIL while it runs).
     parallel_runs: int = Settings.engine_parallel_runs
-    # A request whose runs are shorter than this on average (as measured here) runs them one at a time.
-    parallel_min_run_us: int = Settings.engine_parallel_min_run_us
     # Intra-op threads of the runs that start when fewer are left than parallel_runs (a second session);
     # no more than intra_op_threads: no second session.
     tail_intra_op_threads: int = Settings.engine_tail_intra_op_threads
@@ -78,7 +76,6 @@ class EngineOptions:
             intra_op_threads=settings.ort_intra_op_threads,
             allow_spinning=settings.ort_allow_spinning,
             parallel_runs=settings.engine_parallel_runs,
-            parallel_min_run_us=settings.engine_parallel_min_run_us,
             tail_intra_op_threads=settings.engine_tail_intra_op_threads,
             long_documents=settings.long_documents,
             window_max_per_passage=settings.window_max_per_passage,
@@ -179,7 +176,6 @@ class CrossEncoder:
             schedule=self.schedule,
             batch_size=options.exact_batch_max_pairs if exact else options.batch_size,
             parallel_runs=options.parallel_runs,
-            parallel_min_run_seconds=options.parallel_min_run_us / 1e6,
             tail_session=tail_session,
             tail_threads=options.tail_threads or options.intra_op_threads,
             batch_session=batch_session,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -16,7 +15,6 @@ import onnxruntime as ort
 from reranker.config import Schedule
 from reranker.run_costs import RunCosts, measure_run_costs
 from reranker.run_plan import plan_runs
-from reranker.run_time import RunTime
 from reranker.tokenization import PairInput
 
 RunSchedule = Literal["single", "sorted_batches", "exact_batches"]
@@ -94,7 +92,6 @@ class OnnxRunner:
         schedule: RunSchedule,
         batch_size: int,
         parallel_runs: int,
-        parallel_min_run_seconds: float = 0.0,
         tail_session: ort.InferenceSession | None = None,
         tail_threads: int = 2,
         batch_session: ort.InferenceSession | None = None,
@@ -116,8 +113,6 @@ class OnnxRunner:
         self._pad_id = pad_id
         self._batch_size = batch_size
         self._parallel_runs = parallel_runs
-        self._parallel_min_run_seconds = parallel_min_run_seconds
-        self.run_time = RunTime()
         self._exact_batch_max_tokens = exact_batch_max_tokens
         self._exact_batch_min_gain = exact_batch_min_gain
         self._cost_probe_seconds = cost_probe_seconds
@@ -215,23 +210,7 @@ class OnnxRunner:
 
     def infer(self, batch: Batch, session: ort.InferenceSession | None = None) -> np.ndarray:
         """The batch's logits through ``session`` (default: the per-pair session), padded if it holds several."""
-        feed = self.feed(batch)
-        started = time.perf_counter()
-        logits = (session or self.session).run(None, feed)[0]
-        self.run_time.observe(time.perf_counter() - started, int(feed["input_ids"].size))
-        return np.asarray(logits)
-
-    def in_parallel(self, batches: list[Batch]) -> bool:
-        """Whether a request's batches are worth several workers: there are several, and their runs are
-        expected to take at least parallel_min_run_seconds on average (this environment's measured time per
-        token; until it is measured, they are)."""
-        if self._pool is None or len(batches) < 2:
-            return False
-        per_token = self.run_time.seconds_per_token()
-        if per_token is None:
-            return True
-        tokens = sum(len(batch) * max(len(run.ids) for run in batch) for batch in batches)
-        return per_token * tokens / len(batches) >= self._parallel_min_run_seconds
+        return np.asarray((session or self.session).run(None, self.feed(batch))[0])
 
     def infer_exact_batch(self, batch: Batch) -> np.ndarray:
         """The logits of ``batch`` run as one padded batch through batch_session: one row per pair, each
@@ -263,15 +242,14 @@ class OnnxRunner:
         """Each batch with its logits, until should_stop() says stop; runs already in flight then still finish."""
         in_flight: deque[tuple[Batch, Future[np.ndarray]]] = deque()
         batches = list(self.batches(runs))
-        pool = self._pool if self.in_parallel(batches) else None
         for batch in batches:
             if should_stop is not None and should_stop():
                 break
             session = self.session_of(batch, len(batches))
-            if pool is None:
+            if self._pool is None:
                 yield batch, self.infer(batch, session)
                 continue
-            in_flight.append((batch, pool.submit(self.infer, batch, session)))
+            in_flight.append((batch, self._pool.submit(self.infer, batch, session)))
             if len(in_flight) >= IN_FLIGHT_PER_WORKER * self._parallel_runs:
                 done, future = in_flight.popleft()
                 yield done, future.result()
