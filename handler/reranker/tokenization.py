@@ -10,7 +10,8 @@ from typing import Literal
 from tokenizers import Encoding, Tokenizer
 
 from reranker.text import replace_lone_surrogates
-from reranker.wordpiece_fast_path import BatchEncoder, WordPieceFastPath, WordPieces, batch_encoder
+from reranker.word_pieces import WordPieces
+from reranker.wordpiece_fast_path import BatchEncoder, WordPieceFastPath, batch_encoder
 
 LongDocuments = Literal["truncate", "window"]
 

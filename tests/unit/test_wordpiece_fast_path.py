@@ -14,7 +14,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from tokenizers import AddedToken, Encoding, Tokenizer
 
-from reranker import wordpiece_fast_path
+from reranker import word_pieces, wordpiece_fast_path
 from reranker.model_files import load_tokenizer
 from reranker.wordpiece_fast_path import LEARNED_CODES, BatchEncoder, WordPieceFastPath, batch_encoder
 from tests.models import FAMILY_NAMES, MODEL_NAME, fixture_model
@@ -144,7 +144,7 @@ def test_text_ids_are_the_tokenizers_untruncated_ids(variant: str, texts: list[s
 @given(texts=st.lists(TEXTS, min_size=1, max_size=6))
 def test_words_past_the_cache_bound_are_asked_again_with_the_same_ids(texts: list[str]) -> None:
     # Given a word cache that holds 3 words at most
-    words = wordpiece_fast_path.WordPieces(tokenizer("uncased").model, word_start="##", limit=3)
+    words = word_pieces.WordPieces(tokenizer("uncased").model, word_start="##", limit=3)
     path = shared_fast_path("uncased")
     path.text_ids(texts)  # the characters these texts bring, learned
     prepared = [text for text in map(path.prepare, texts) if text is not None]
@@ -165,7 +165,7 @@ def test_words_of_several_pieces_are_cached_where_their_first_piece_can_be_told(
     text = "zzyzx unaffable " + "x" * 120 + " foo"
     expected = untruncated("uncased").encode(text, add_special_tokens=False).ids
     assert len(expected) > 4
-    words = wordpiece_fast_path.WordPieces(tokenizer("uncased").model, word_start=word_start)
+    words = word_pieces.WordPieces(tokenizer("uncased").model, word_start=word_start)
     # When its ids are asked twice
     first, again = words.ids_of([text]), words.ids_of([text])
     # Then they are the tokenizer's, and its words are cached only where a word's first piece is known apart
@@ -177,7 +177,7 @@ def test_words_of_several_pieces_are_cached_where_their_first_piece_can_be_told(
 
 
 def test_texts_of_more_words_than_the_room_are_left_to_the_tokenizer_unread() -> None:
-    words = wordpiece_fast_path.WordPieces(tokenizer("uncased").model, word_start="##")
+    words = word_pieces.WordPieces(tokenizer("uncased").model, word_start="##")
     assert words.ids_of(["one two three", "one two", "unaffable"], max_words=2) == [
         None,
         untruncated("uncased").encode("one two", add_special_tokens=False).ids,
