@@ -309,7 +309,8 @@ class PairTokenizer:
             return {}
         longest = self.precut_chars
         if room is not None:
-            longest = min(longest or room * BUILT_PAIR_CHARS_PER_TOKEN, room * BUILT_PAIR_CHARS_PER_TOKEN)
+            by_room = room * BUILT_PAIR_CHARS_PER_TOKEN
+            longest = by_room if longest is None else min(longest, by_room)
         short = [index for index in range(start, end) if longest is None or len(passages[index]) <= longest]
         built: dict[int, tuple[list[int], list[int]]] = {}
         for index, ids in zip(

@@ -35,9 +35,8 @@ class WordPieces:
         self._splitter = Tokenizer(model)
         self._splitter.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
         self._token_text = model.id_to_token
-        self._starts_word: dict[
-            int, bool
-        ] = {}  # token id -> whether it starts a word (its text has no prefix)
+        # token id -> whether it starts a word (its text does not start with the prefix)
+        self._starts_word: dict[int, bool] = {}
         self._continues = word_start
         self._limit = limit
         self._ids: dict[str, tuple[int, ...]] = {}
@@ -74,7 +73,7 @@ class WordPieces:
         if not pending:
             return results
         new_words = {word for _, words in pending if words is not None for word in words} - self._ids.keys()
-        learned = self._learn_words(list(new_words)) if self._continues is not None else None
+        learned = self._learn_words(list(new_words))
         if learned is None:  # the words' ids cannot be told apart: the texts whole, through the model
             self._encode_whole(prepared, pending, results)
             return results
@@ -117,7 +116,8 @@ class WordPieces:
 
     def _split_pieces(self, ids: list[int], prefix: str) -> list[tuple[int, ...]] | None:
         """A text's ids cut into its words': the batch call gives no word ids, but a word's first token is the one
-        whose text does not start with ``prefix`` (no prepared word can start with it). None for an unknown id."""
+        whose text does not start with ``prefix`` (no prepared word can start with it). None for an unknown id, or
+        when the first token would not start a word."""
         starts: list[int] = []
         for at, token in enumerate(ids):
             starts_word = self._starts_word.get(token)
@@ -128,6 +128,8 @@ class WordPieces:
                 starts_word = self._starts_word[token] = not text.startswith(prefix)
             if starts_word:
                 starts.append(at)
+        if not starts or starts[0] != 0:  # a text's first token starts a word, or this reading is wrong
+            return None
         return [tuple(ids[start:end]) for start, end in zip(starts, [*starts[1:], len(ids)], strict=True)]
 
     def _encode_whole(
